@@ -1,0 +1,83 @@
+"""All process-wide state of luxonis-telemetry, in one place.
+
+Nothing here does work at import: the exit hook and the fork hook are
+registered by the first ``Telemetry`` that records something. Tests call
+:func:`reset` to start from a clean process state.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .client import Telemetry
+    from .config import TelemetryConfig
+    from .spool import Spool
+
+__all__ = ["State", "log_internal_error", "reset", "state"]
+
+BackendFactory = Callable[["TelemetryConfig"], Any]
+
+
+@dataclass
+class State:
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    backend_factories: dict[str, BackendFactory] = field(default_factory=dict)
+    singletons: dict[str, Telemetry] = field(default_factory=dict)
+    spools: dict[str, Spool] = field(default_factory=dict)
+    # spool path -> {library name: the config it records with}
+    recorded: dict[str, dict[str, TelemetryConfig]] = field(default_factory=dict)
+    install_ids: dict[str, str] = field(default_factory=dict)
+    session: Optional[str] = None
+    session_pid: int = 0
+    exit_hook_registered: bool = False
+    fork_hook_registered: bool = False
+    internal_errors: int = 0
+
+    def session_id(self) -> str:
+        pid = os.getpid()
+        if self.session is None or self.session_pid != pid:
+            self.session = str(uuid.uuid4())
+            self.session_pid = pid
+        return self.session
+
+
+state = State()
+
+
+def reset() -> None:
+    """Forget everything (tests); open spool descriptors are closed."""
+    global state  # noqa: PLW0603 - the one module that owns global state
+    for spool in state.spools.values():
+        spool.forget_descriptors()
+    state = State()
+
+
+def get_state() -> State:
+    return state
+
+
+def after_fork_in_child() -> None:
+    """A forked child gets its own session and its own descriptors and locks."""
+    current = state
+    current.lock = threading.RLock()
+    current.session = None
+    for spool in current.spools.values():
+        spool.reset_thread_lock()
+        spool.forget_descriptors()
+    current.recorded.clear()
+
+
+def log_internal_error(where: str, exc: BaseException) -> None:
+    """Telemetry failures are logged at debug level and otherwise swallowed."""
+    current = state
+    current.internal_errors += 1
+    import logging
+
+    logging.getLogger("luxonis_telemetry").debug(
+        "luxonis-telemetry: %s failed: %s: %s", where, type(exc).__name__, exc
+    )

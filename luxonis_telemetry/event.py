@@ -1,0 +1,349 @@
+"""The event record: what one spooled line holds, and how it is made safe.
+
+Properties come from code we do not control, so turning them into JSON must
+never raise, never loop and never grow without bound; and since the record is
+what leaves the machine, secrets and the user's home path are scrubbed here,
+once, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import uuid
+from datetime import date, datetime, time, timezone
+from enum import Enum
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "RECORD_VERSION",
+    "REDACTED",
+    "Sanitizer",
+    "base_context",
+    "encode",
+    "new_record",
+    "system_metadata",
+    "validate",
+]
+
+RECORD_VERSION = 1
+REDACTED = "[redacted]"
+MAX_STRING_CHARS = 4096
+MAX_NAME_CHARS = 200
+MAX_DEPTH = 8
+MAX_ITEMS = 1000
+MAX_NODES = 10_000
+MAX_RECORD_BYTES = 256 * 1024
+
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[-_ ]?key|access[-_ ]?key|"
+    r"private[-_ ]?key|auth(?!or)|credential|cookie|session[-_ ]?key|signature|dsn",
+    re.IGNORECASE,
+)
+_RECORD_TYPES = frozenset({"capture", "identify"})
+
+
+class _Budget:
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes = MAX_NODES
+
+
+class Sanitizer:
+    """Turns arbitrary values into bounded, JSON-safe, scrubbed ones.
+
+    ``secrets`` are literal strings (the configured API key) removed wherever
+    they appear; ``home`` becomes ``~`` so paths do not reveal a user name.
+    """
+
+    def __init__(self, *, home: Optional[str] = None, secrets: tuple[str, ...] = ()):
+        home = home if home is not None else os.path.expanduser("~")
+        self._home = home if len(home) > 1 and os.path.isabs(home) else None
+        self._secrets = tuple(s for s in secrets if s)
+        self._secret_keys: dict[str, bool] = {}
+
+    def properties(self, value: Any) -> dict[str, Any]:
+        """A JSON-safe dict for ``value``; never raises."""
+        if value is None:
+            return {}
+        try:
+            if not isinstance(value, Mapping):
+                return {"value": self._value(value, 0, set(), _Budget())}
+            return self._mapping(value, 0, set(), _Budget())
+        except Exception as exc:  # noqa: BLE001 - hostile __iter__/__eq__ and friends
+            return {"$properties_error": type(exc).__name__}
+
+    def name(self, value: Any) -> str:
+        text = value if isinstance(value, str) else self._repr(value)
+        return self.string(text[:MAX_NAME_CHARS])
+
+    def string(self, text: str) -> str:
+        if len(text) > MAX_STRING_CHARS:
+            dropped = len(text) - MAX_STRING_CHARS
+            text = f"{text[:MAX_STRING_CHARS]}...[{dropped} chars truncated]"
+        home = self._home
+        if home is not None and home in text:
+            text = _replace_home(text, home)
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = _SECRET_KEY.search(key) is not None
+            if len(self._secret_keys) < 4096:
+                self._secret_keys[key] = known
+        return known
+
+    def _key(self, key: Any) -> str:
+        if isinstance(key, str):
+            return self.string(key[:MAX_NAME_CHARS])
+        if key is None or isinstance(key, (bool, int, float)):
+            return str(key)
+        return self.name(self._plain(key))
+
+    def _mapping(
+        self, value: Mapping[Any, Any], depth: int, path: set[int], budget: _Budget
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        marker = id(value)
+        path.add(marker)
+        try:
+            for index, (raw_key, item) in enumerate(value.items()):
+                if index >= MAX_ITEMS:
+                    out["$truncated_items"] = len(value) - MAX_ITEMS
+                    break
+                key = self._key(raw_key)
+                if self._is_secret_key(key):
+                    out[key] = REDACTED
+                    continue
+                out[key] = self._value(item, depth + 1, path, budget)
+        finally:
+            path.discard(marker)
+        return out
+
+    def _value(self, value: Any, depth: int, path: set[int], budget: _Budget) -> Any:
+        budget.nodes -= 1
+        if budget.nodes < 0:
+            return "[truncated]"
+        kind = type(value)
+        if kind is str:
+            return self.string(value)
+        if value is None or kind is bool or kind is int:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else None
+        if depth >= MAX_DEPTH:
+            return "[too deep]"
+        if id(value) in path:
+            return "[cycle]"
+        return self._other(value, depth, path, budget)
+
+    def _other(self, value: Any, depth: int, path: set[int], budget: _Budget) -> Any:
+        if isinstance(value, Enum):
+            return self._value(value.value, depth + 1, path, budget)
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            number = float(value)
+            return number if math.isfinite(number) else None
+        if isinstance(value, str):
+            return self.string(str(value))
+        if isinstance(value, Mapping):
+            return self._mapping(value, depth, path, budget)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return self._sequence(value, depth, path, budget)
+        plain = self._plain(value)
+        if plain is not value:
+            return self._value(plain, depth + 1, path, budget)
+        return self.string(self._repr(value))
+
+    def _sequence(
+        self, value: Any, depth: int, path: set[int], budget: _Budget
+    ) -> list[Any]:
+        items = list(value)
+        if isinstance(value, (set, frozenset)):
+            try:
+                items.sort()
+            except TypeError:
+                items.sort(key=self._repr)
+        marker = id(value)
+        path.add(marker)
+        try:
+            out = [self._value(item, depth + 1, path, budget) for item in items[:MAX_ITEMS]]
+        finally:
+            path.discard(marker)
+        if len(items) > MAX_ITEMS:
+            out.append(f"[{len(items) - MAX_ITEMS} items truncated]")
+        return out
+
+    @staticmethod
+    def _plain(value: Any) -> Any:
+        """The nearest JSON-friendly form of a well-known non-JSON type."""
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, (date, time)):
+            return value.isoformat()
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, os.PathLike):
+            try:
+                path = os.fspath(value)
+            except Exception:  # noqa: BLE001 - a broken __fspath__
+                return value
+            return path if isinstance(path, str) else f"<{len(path)} bytes>"
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return f"<{len(value)} bytes>"
+        item = getattr(value, "item", None)
+        if callable(item) and hasattr(value, "dtype"):
+            try:
+                return item()
+            except Exception:  # noqa: BLE001 - arrays of size != 1
+                tolist = getattr(value, "tolist", None)
+                if callable(tolist) and getattr(value, "size", MAX_ITEMS + 1) <= MAX_ITEMS:
+                    try:
+                        return tolist()
+                    except Exception:  # noqa: BLE001
+                        return value
+        return value
+
+    @staticmethod
+    def _repr(value: Any) -> str:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - objects whose __repr__ raises
+            return f"<unrepresentable {type(value).__qualname__}>"
+        return text if isinstance(text, str) else f"<{type(value).__qualname__}>"
+
+
+def _replace_home(text: str, home: str) -> str:
+    if text == home:
+        return "~"
+    return text.replace(home + os.sep, "~" + os.sep).replace(home + "/", "~/")
+
+
+def new_record(
+    kind: str,
+    *,
+    event: str,
+    distinct_id: str,
+    library: str,
+    properties: dict[str, Any],
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """A record whose uuid and timestamp are fixed now and never change again."""
+    return {
+        "v": RECORD_VERSION,
+        "type": kind,
+        "uuid": str(uuid.uuid4()),
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "event": event,
+        "distinct_id": distinct_id,
+        "library": library,
+        "properties": properties,
+        "context": context,
+    }
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    """One spool line; oversized properties are replaced, never the record."""
+    line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+    if len(line) > MAX_RECORD_BYTES:
+        slim = dict(record)
+        slim["properties"] = {"$properties_truncated": True, "$original_bytes": len(line)}
+        slim["context"] = {
+            key: value
+            for key, value in record.get("context", {}).items()
+            if key in _BASE_CONTEXT_KEYS
+        }
+        line = json.dumps(slim, separators=(",", ":"), allow_nan=False)
+    return line.encode("utf-8", "surrogatepass") + b"\n"
+
+
+def validate(value: Any) -> Optional[dict[str, Any]]:
+    """The record when ``value`` is a well-formed v1 event, else ``None``."""
+    if not isinstance(value, dict):
+        return None
+    if value.get("v") != RECORD_VERSION or value.get("type") not in _RECORD_TYPES:
+        return None
+    for key in ("uuid", "timestamp", "event", "distinct_id", "library"):
+        if not isinstance(value.get(key), str):
+            return None
+    if not isinstance(value.get("properties"), dict):
+        return None
+    if not isinstance(value.get("context"), dict):
+        return None
+    return value
+
+
+_BASE_CONTEXT_KEYS = (
+    "os",
+    "os_version",
+    "python_version",
+    "library_name",
+    "library_version",
+    "session_id",
+    "install_id",
+    "ci",
+)
+
+
+def base_context(
+    *,
+    library_name: str,
+    library_version: Optional[str],
+    session_id: str,
+    install_id: str,
+    ci: bool,
+) -> dict[str, Any]:
+    import platform
+
+    return {
+        "os": platform.system(),
+        "os_version": platform.release(),
+        "python_version": platform.python_version(),
+        "library_name": library_name,
+        "library_version": library_version,
+        "session_id": session_id,
+        "install_id": install_id,
+        "ci": ci,
+    }
+
+
+def system_metadata() -> dict[str, Any]:
+    """Machine facts for ``include_system_metadata=True``: coarse, nothing personal."""
+    import platform
+
+    return {
+        "architecture": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "container": _in_container(),
+        "timezone_offset_minutes": _utc_offset_minutes(),
+    }
+
+
+def _in_container() -> bool:
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
+        return True
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    try:
+        with open("/proc/1/cgroup", encoding="utf-8", errors="replace") as handle:
+            text = handle.read(65536)
+    except OSError:
+        return False
+    return any(word in text for word in ("docker", "kubepods", "containerd", "lxc"))
+
+
+def _utc_offset_minutes() -> int:
+    offset = datetime.now().astimezone().utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
