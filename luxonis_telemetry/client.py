@@ -18,7 +18,14 @@ from . import _state
 from ._lock import LockTimeout
 from .backends import StdoutBackend, register_backend
 from .config import TelemetryConfig, config_dir, is_ci, spool_dir
-from .event import Sanitizer, base_context, encode, new_record, system_metadata
+from .event import (
+    Sanitizer,
+    base_context,
+    encode,
+    encode_context,
+    new_record,
+    system_metadata,
+)
 from .spool import Spool
 
 __all__ = ["Telemetry", "get_telemetry", "initialize_telemetry"]
@@ -47,7 +54,7 @@ class Telemetry:
         self._providers: list[ContextProvider] = list(context_providers or [])
         self._direct: Any = None
         self._spool: Optional[Spool] = None
-        self._context: Optional[tuple[int, dict[str, Any]]] = None
+        self._context: Optional[tuple[int, dict[str, Any], str]] = None
         self._metadata: Optional[dict[str, Any]] = None
         self._distinct_id: Optional[str] = None
         self.dropped = 0
@@ -150,7 +157,7 @@ class Telemetry:
         distinct_id: Optional[str],
         include_system_metadata: bool,
     ) -> None:
-        context = self._event_context(include_system_metadata)
+        context, context_json = self._event_context(include_system_metadata)
         if distinct_id is not None:
             distinct_id = self._sanitizer.name(distinct_id)
         record = new_record(
@@ -167,7 +174,9 @@ class Telemetry:
             else:
                 self._direct.capture(record)
             return
-        self._append(encode(record))
+        if context_json is not None:
+            del record["context"]  # spliced in already encoded
+        self._append(encode(record, context_json))
 
     def _append(self, line: bytes) -> None:
         spool = self._spool or self._open_spool()
@@ -229,15 +238,18 @@ class Telemetry:
 
     # -- context ---------------------------------------------------------------
 
-    def _event_context(self, include_system_metadata: bool) -> dict[str, Any]:
+    def _event_context(
+        self, include_system_metadata: bool
+    ) -> tuple[dict[str, Any], Optional[str]]:
+        """The event's context, and its JSON when it is the cached base context."""
         pid = os.getpid()
         cached = self._context
         if cached is None or cached[0] != pid:
-            cached = self._context = (pid, self._base_context())
-        context = cached[1]
+            base = self._base_context()
+            cached = self._context = (pid, base, encode_context(base))
         if not self._providers and not include_system_metadata:
-            return context
-        context = dict(context)
+            return cached[1], cached[2]
+        context = dict(cached[1])
         for provider in self._providers:
             try:
                 extra = self._sanitizer.properties(provider(self))
@@ -251,7 +263,7 @@ class Telemetry:
                 self._metadata = system_metadata()
             for key, value in self._metadata.items():
                 context.setdefault(key, value)
-        return context
+        return context, None
 
     def _base_context(self) -> dict[str, Any]:
         if self._library_version is None:

@@ -23,6 +23,7 @@ __all__ = [
     "Sanitizer",
     "base_context",
     "encode",
+    "encode_context",
     "new_record",
     "system_metadata",
     "validate",
@@ -63,18 +64,47 @@ class Sanitizer:
         home = home if home is not None else os.path.expanduser("~")
         self._home = home if len(home) > 1 and os.path.isabs(home) else None
         self._secrets = tuple(s for s in secrets if s)
-        self._secret_keys: dict[str, bool] = {}
+        # raw key -> cleaned key, or REDACTED for a secret-looking key
+        self._keys: dict[str, str] = {}
 
     def properties(self, value: Any) -> dict[str, Any]:
         """A JSON-safe dict for ``value``; never raises."""
         if value is None:
             return {}
         try:
+            if type(value) is dict:
+                flat = self._flat(value)
+                if flat is not None:
+                    return flat
             if not isinstance(value, Mapping):
                 return {"value": self._value(value, 0, set(), _Budget())}
             return self._mapping(value, 0, set(), _Budget())
         except Exception as exc:  # noqa: BLE001 - hostile __iter__/__eq__ and friends
             return {"$properties_error": type(exc).__name__}
+
+    def _flat(self, value: dict[Any, Any]) -> Optional[dict[str, Any]]:
+        """The common case (a small dict of plain scalars) without recursion."""
+        if len(value) > MAX_ITEMS:
+            return None
+        out: dict[str, Any] = {}
+        keys = self._keys
+        for raw_key, item in value.items():
+            key = keys.get(raw_key) if type(raw_key) is str else None
+            if key is None:
+                return None
+            if key is REDACTED:
+                out[self._redacted_name(raw_key)] = REDACTED
+                continue
+            kind = type(item)
+            if kind is str:
+                out[key] = self.string(item)
+            elif kind is int or kind is bool or item is None:
+                out[key] = item
+            elif kind is float:
+                out[key] = item if math.isfinite(item) else None
+            else:
+                return None
+        return out
 
     def name(self, value: Any) -> str:
         text = value if isinstance(value, str) else self._repr(value)
@@ -92,20 +122,22 @@ class Sanitizer:
                 text = text.replace(secret, REDACTED)
         return text
 
-    def _is_secret_key(self, key: str) -> bool:
-        known = self._secret_keys.get(key)
-        if known is None:
-            known = _SECRET_KEY.search(key) is not None
-            if len(self._secret_keys) < 4096:
-                self._secret_keys[key] = known
-        return known
-
     def _key(self, key: Any) -> str:
+        """The cleaned key, or ``REDACTED`` when it names a secret."""
+        if type(key) is str:
+            known = self._keys.get(key)
+            if known is not None:
+                return known
         if isinstance(key, str):
-            return self.string(key[:MAX_NAME_CHARS])
-        if key is None or isinstance(key, (bool, int, float)):
-            return str(key)
-        return self.name(self._plain(key))
+            cleaned = self.string(key[:MAX_NAME_CHARS])
+        elif key is None or isinstance(key, (bool, int, float)):
+            cleaned = str(key)
+        else:
+            cleaned = self.name(self._plain(key))
+        result = REDACTED if _SECRET_KEY.search(cleaned) else cleaned
+        if type(key) is str and len(self._keys) < 4096:
+            self._keys[key] = result
+        return result
 
     def _mapping(
         self, value: Mapping[Any, Any], depth: int, path: set[int], budget: _Budget
@@ -119,13 +151,16 @@ class Sanitizer:
                     out["$truncated_items"] = len(value) - MAX_ITEMS
                     break
                 key = self._key(raw_key)
-                if self._is_secret_key(key):
-                    out[key] = REDACTED
+                if key is REDACTED:
+                    out[self._redacted_name(raw_key)] = REDACTED
                     continue
                 out[key] = self._value(item, depth + 1, path, budget)
         finally:
             path.discard(marker)
         return out
+
+    def _redacted_name(self, raw_key: Any) -> str:
+        return self.string(raw_key[:MAX_NAME_CHARS]) if isinstance(raw_key, str) else "secret"
 
     def _value(self, value: Any, depth: int, path: set[int], budget: _Budget) -> Any:
         budget.nodes -= 1
@@ -252,9 +287,22 @@ def new_record(
     }
 
 
-def encode(record: Mapping[str, Any]) -> bytes:
-    """One spool line; oversized properties are replaced, never the record."""
-    line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def encode(record: Mapping[str, Any], context_json: Optional[str] = None) -> bytes:
+    """One spool line; oversized properties are replaced, never the record.
+
+    ``context_json`` is the record's context already encoded (and then the
+    record holds no ``context`` key): the context is the same for every event
+    of a process, so callers encode it once.
+    """
+    if context_json is None:
+        line = _ENCODER.encode(record)
+    else:
+        line = f'{_ENCODER.encode(record)[:-1]},"context":{context_json}}}'
+        if len(line) > MAX_RECORD_BYTES:
+            record = {**record, "context": json.loads(context_json)}
     if len(line) > MAX_RECORD_BYTES:
         slim = dict(record)
         slim["properties"] = {"$properties_truncated": True, "$original_bytes": len(line)}
@@ -263,8 +311,12 @@ def encode(record: Mapping[str, Any]) -> bytes:
             for key, value in record.get("context", {}).items()
             if key in _BASE_CONTEXT_KEYS
         }
-        line = json.dumps(slim, separators=(",", ":"), allow_nan=False)
-    return line.encode("utf-8", "surrogatepass") + b"\n"
+        line = _ENCODER.encode(slim)
+    return line.encode() + b"\n"
+
+
+def encode_context(context: Mapping[str, Any]) -> str:
+    return _ENCODER.encode(context)
 
 
 def validate(value: Any) -> Optional[dict[str, Any]]:

@@ -184,8 +184,10 @@ class Spool:
         self.unsaved_drops = DropCounter()
         self._thread_lock = threading.Lock()
         self._lock: Optional[ProcessLock] = None
-        self._files: dict[str, tuple[int, int]] = {}
+        self._files: dict[str, int] = {}
         self._ends: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
         self._pid = os.getpid()
         self._ready = False
 
@@ -240,7 +242,7 @@ class Spool:
 
     def forget_descriptors(self) -> None:
         """Close our descriptors; used at shutdown and in a forked child."""
-        for fd, _ino in self._files.values():
+        for fd in self._files.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._files.clear()
@@ -258,62 +260,84 @@ class Spool:
 
     def append(self, library: str, line: bytes) -> None:
         """Append one encoded line for ``library``; raises ``OSError`` on failure."""
-        key = library_key(library)
-        with self.locked():
-            fd = self._active_descriptor(key)
+        key = self._keys.get(library) or self._key_for(library)
+        with self._thread_lock:
+            if self._pid != os.getpid():
+                self._after_fork_check()
+            if not self._ready:
+                self.ensure_folder()
+            lock = self._lock or self._process_lock()
+            if not lock.acquire(LOCK_TIMEOUT):
+                raise LockTimeout(errno.EAGAIN, "spool lock busy", lock.path)
             try:
-                end = self._write_line(key, fd, line)
+                self._append_locked(key, line)
             finally:
-                if not _KEEP_OPEN:  # pragma: no cover - Windows
-                    self._close_active(key)
-            if self.unsaved_drops.total:
-                self._save_drops_locked()
-            if end >= self.segment_bytes:
-                self._seal_locked(key)
-                self._enforce_caps_locked()
+                lock.release()
 
-    def _write_line(self, key: str, fd: int, line: bytes) -> int:
-        end = os.lseek(fd, 0, os.SEEK_END)
-        if end and self._ends.get(key) != end and _last_byte(fd, end) != b"\n":
-            # Someone died mid-line: isolate the torn bytes so ours stay whole.
-            os.write(fd, b"\n")
-            end += 1
+    def _append_locked(self, key: str, line: bytes) -> None:
+        fd, end = self._active_descriptor(key)
         try:
-            written = os.write(fd, line)
-        except OSError:
-            _truncate_quietly(fd, end)
-            raise
-        if written != len(line):
-            _truncate_quietly(fd, end)
-            raise OSError(errno.ENOSPC, "short write to spool")
-        end += written
-        self._ends[key] = end
-        return end
-
-    def _active_descriptor(self, key: str) -> int:
-        path = self.file(f"active.{key}.jsonl")
-        cached = self._files.get(key)
-        if cached is not None:
+            if end and self._ends.get(key) != end and _last_byte(fd, end) != b"\n":
+                # Someone died mid-line: isolate the torn bytes so ours stay whole.
+                os.write(fd, b"\n")
+                end += 1
             try:
-                if os.stat(path, follow_symlinks=False).st_ino == cached[1]:
-                    return cached[0]
-            except FileNotFoundError:
-                pass
+                written = os.write(fd, line)
+            except OSError:
+                _truncate_quietly(fd, end)
+                raise
+            if written != len(line):
+                _truncate_quietly(fd, end)
+                raise OSError(errno.ENOSPC, "short write to spool")
+            end += written
+            self._ends[key] = end
+        finally:
+            if not _KEEP_OPEN:  # pragma: no cover - Windows
+                self._close_active(key)
+        if self.unsaved_drops.total:
+            self._save_drops_locked()
+        if end >= self.segment_bytes:
+            self._seal_locked(key)
+            self._enforce_caps_locked()
+
+    def _key_for(self, library: str) -> str:
+        key = library_key(library)
+        if len(self._keys) < 1024:
+            self._keys[library] = key
+        return key
+
+    def _active_descriptor(self, key: str) -> tuple[int, int]:
+        """Our descriptor of the active file and its size.
+
+        Sealing makes a file read-only before renaming it and purging unlinks
+        it, so one ``fstat`` tells whether the descriptor still is the active
+        file (cheaper than a ``stat`` of the path).
+        """
+        fd = self._files.get(key)
+        if fd is not None:
+            info = os.fstat(fd)
+            if info.st_nlink and info.st_mode & stat.S_IWUSR:
+                return fd, info.st_size
             self._close_active(key)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = self.file(f"active.{key}.jsonl")
         fd = os.open(path, _APPEND_FLAGS, 0o600)
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             os.close(fd)
             raise SpoolError(errno.EPERM, "refusing a spool file that is not ours", path)
-        self._files[key] = (fd, info.st_ino)
-        return fd
+        if not info.st_mode & stat.S_IWUSR:
+            os.fchmod(fd, 0o600)
+        self._files[key] = fd
+        return fd, info.st_size
 
     def _close_active(self, key: str) -> None:
-        cached = self._files.pop(key, None)
+        fd = self._files.pop(key, None)
         self._ends.pop(key, None)
-        if cached is not None:
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.close(cached[0])
+                os.close(fd)
 
     # -- sealing and caps ---------------------------------------------------
 
@@ -325,6 +349,8 @@ class Spool:
         except OSError:
             return
         target = self.file(f"seg.{time.time_ns():020d}.{key}.jsonl")
+        if _KEEP_OPEN:
+            os.chmod(source, 0o400)  # tells writers holding it open: sealed
         os.replace(source, target)
         self._close_active(key)
 
