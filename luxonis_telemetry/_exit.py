@@ -6,9 +6,10 @@ helper is gone within ``HELPER_DEADLINE`` seconds whatever the network does.
 Backends registered in-process (the seed's ``MyBackend``) exist only in this
 process, so their events are handed over here, within a short budget.
 
-Skipped when ``CI`` is set or under pytest, unless
+No helper is started when ``CI`` is set or under pytest, unless
 ``LUXONIS_TELEMETRY_UPLOAD_ON_EXIT`` is explicitly truthy: test runs and CI
-jobs leave their events pending instead of spawning processes.
+jobs leave their events pending instead of spawning processes. In-process
+backends still get their events (no process, no network of ours).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def run_exit_hook() -> None:
 
 def _run() -> None:
     explicit = parse_bool(os.environ.get(UPLOAD_ON_EXIT))
-    if explicit is False or (explicit is None and running_under_test_or_ci()):
+    if explicit is False:
         return
+    may_spawn = explicit is True or not running_under_test_or_ci()
     current = _state.state
     for path, libraries in list(current.recorded.items()):
         spool = current.spools.get(path)
@@ -58,7 +60,7 @@ def _run() -> None:
         ]
         if in_process:
             _upload_in_process(spool, in_process)
-        if any(_needs_helper(cfg) for cfg in wanted.values()):
+        if may_spawn and any(_needs_helper(cfg) for cfg in wanted.values()):
             _spawn_helper(spool)
 
 

@@ -10,6 +10,7 @@ never imported here; the app brings it.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
@@ -115,9 +116,7 @@ class _Options:
             _state.log_internal_error("instrument_typer", error)
 
     def _properties(self, started: float, exc: Optional[BaseException]) -> Optional[dict[str, Any]]:
-        import click
-
-        context = click.get_current_context(silent=True)
+        context = _current_context()
         path = context.command_path if context is not None else ""
         name = context.info_name if context is not None else ""
         if name in self.excluded or path in self.excluded:
@@ -140,23 +139,40 @@ class _Options:
         return properties
 
 
+def _current_context() -> Any:
+    """The running command's click context, from whichever click the app uses.
+
+    Typer >= 0.20 vendors click as ``typer._click``; older ones use ``click``.
+    Only modules the app already loaded are consulted.
+    """
+    for name in ("typer._click.globals", "click.globals"):
+        module = sys.modules.get(name)
+        getter = getattr(module, "get_current_context", None)
+        if getter is not None:
+            context = getter(silent=True)
+            if context is not None:
+                return context
+    return None
+
+
 def _outcome(exc: Optional[BaseException]) -> tuple[int, bool]:
-    """``(exit code, interrupted)`` as the shell will see it."""
+    """``(exit code, interrupted)`` as the shell will see it.
+
+    Typer's and click's ``Exit``, ``Abort`` and usage errors are recognised by
+    shape (``exit_code``, the class name), so both click flavours work.
+    """
     if exc is None:
         return 0, False
     if isinstance(exc, KeyboardInterrupt):
         return 130, True
-    import click
-
-    if isinstance(exc, click.exceptions.Abort):
+    if type(exc).__name__ == "Abort":
         return 1, True
-    if isinstance(exc, click.exceptions.Exit):
-        return int(exc.exit_code), False
-    if isinstance(exc, click.exceptions.ClickException):
-        return int(exc.exit_code), False
     if isinstance(exc, SystemExit):
         code = exc.code
         if code is None:
             return 0, False
         return (code, False) if isinstance(code, int) else (1, False)
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return code, False
     return 1, False

@@ -52,7 +52,7 @@ _READ_CHUNK = 256 * 1024
 _KEEP_OPEN = os.name != "nt"  # Windows cannot rename a file others hold open
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,48}")
 _SEGMENT = re.compile(r"seg\.(\d+)\.([A-Za-z0-9_-]+)\.jsonl")
 _ACTIVE = re.compile(r"active\.([A-Za-z0-9_-]+)\.jsonl")

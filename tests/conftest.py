@@ -1,0 +1,104 @@
+"""Every test gets its own HOME, XDG folders, spool and environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from luxonis_telemetry import _state
+from luxonis_telemetry.testing import FakePostHog
+
+REPO = Path(__file__).resolve().parent.parent
+_CI_VARS = (
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith("LUXONIS_TELEMETRY_") or name in _CI_VARS or name == "DO_NOT_TRACK":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("LUXONIS_TELEMETRY_UPLOAD_ON_EXIT", "0")
+    _state.reset()
+    yield home
+    _state.reset()
+
+
+@pytest.fixture
+def home(isolated: Path) -> Path:
+    return isolated
+
+
+@pytest.fixture
+def spool_path(home: Path) -> Path:
+    return home / ".local" / "state" / "luxonis-telemetry" / "spool"
+
+
+@pytest.fixture
+def server() -> Iterator[FakePostHog]:
+    with FakePostHog() as fake:
+        yield fake
+
+
+@pytest.fixture
+def posthog_env(server: FakePostHog, monkeypatch: pytest.MonkeyPatch) -> FakePostHog:
+    """Point every library at the fake server with a test key."""
+    monkeypatch.setenv("LUXONIS_TELEMETRY_API_KEY", "phc_test_key_123")
+    monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", server.url)
+    return server
+
+
+def spool_records(spool: Path) -> list[dict[str, Any]]:
+    """Every well-formed record pending in ``spool`` (any file, any order)."""
+    records = []
+    if not spool.exists():
+        return records
+    for path in sorted(spool.glob("*.jsonl")):
+        if path.name == "quarantine.jsonl":
+            continue
+        for line in path.read_bytes().splitlines():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and value.get("v") == 1:
+                records.append(value)
+    return records
+
+
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ) if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
