@@ -163,7 +163,7 @@ def enabled_decision(library_enabled: bool, environ: Mapping[str, str]) -> tuple
         return True, f"{ENABLED}={raw!r}"
     if not library_enabled:
         return False, "disabled by the library's TelemetryConfig(enabled=False)"
-    return True, "enabled (default)"
+    return True, "default"
 
 
 def config_dir(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from . import _state
 from .backends import BackendUnavailable, DeliveryError, build_backend
@@ -196,12 +196,33 @@ class _Run:
 
     def segment(self, segment: Segment) -> bool:
         """Deliver one segment front to back; False when it must stay pending."""
+        return self.stream(
+            segment.records(),
+            start=segment.start,
+            end=segment.size,
+            commit=lambda offset: self.spool.commit(segment, offset),
+            source=os.path.basename(segment.path),
+        )
+
+    def stream(
+        self,
+        items: Iterable[tuple[int, Any]],
+        *,
+        start: int,
+        end: int,
+        commit: Callable[[int], None],
+        source: str,
+    ) -> bool:
+        """Deliver ``(position, record or BadLine)`` items in order.
+
+        ``commit(position)`` is called after each accepted batch with the
+        position up to which everything was delivered, quarantined or
+        skipped; a False return means the rest stays pending.
+        """
         batch: list[dict[str, Any]] = []
         batch_bytes = 0
         batch_key: Optional[tuple[Destination, bool]] = None
-        committed = segment.start
-        offset = segment.start
-        line_start = segment.start
+        committed = position = previous = start
         quarantine: list[dict[str, Any]] = []
 
         def flush() -> bool:
@@ -211,24 +232,24 @@ class _Run:
             self.spool.quarantine(quarantine)
             quarantine.clear()
             batch, batch_bytes = [], 0
-            if offset != committed:
-                self.spool.commit(segment, offset)
-                committed = offset
+            if position != committed:
+                commit(position)
+                committed = position
             return True
 
-        for end, item in segment.records():
-            size, line_start = end - line_start, end
+        for item_end, item in items:
+            size, previous = item_end - previous, item_end
             if isinstance(item, BadLine):
-                quarantine.append(_bad_entry(item, segment))
+                quarantine.append(_bad_entry(item, source))
                 self.result.failed += 1
                 if not batch:
-                    offset = end
+                    position = item_end
                 continue
             stamp = _parse_time(item["timestamp"])
             if stamp is not None and self.now - stamp > self.max_age:
                 self.result.skipped += 1
                 if not batch:
-                    offset = end
+                    position = item_end
                 continue
             destination = self.destination_of(item["library"])
             if self.deliverer.backend(destination) is None:
@@ -245,15 +266,15 @@ class _Run:
             batch_key = key
             batch.append(item)
             batch_bytes += size
-            offset = end
+            position = item_end
             if time.monotonic() > self.deliverer.deadline:
                 flush()
                 self.result.error = self.result.error or "time budget exhausted"
                 return False
         if not flush():
             return False
-        if segment.size and committed < segment.size:
-            self.spool.commit(segment, segment.size)
+        if end and committed < end:
+            commit(end)
         return True
 
     def _deliver(
@@ -293,10 +314,10 @@ class _Run:
         self.result.reasons.setdefault(library, reason)
 
 
-def _bad_entry(item: BadLine, segment: Segment) -> dict[str, Any]:
+def _bad_entry(item: BadLine, source: str) -> dict[str, Any]:
     return {
         "reason": item.reason,
-        "segment": os.path.basename(segment.path),
+        "source": source,
         "length": item.length,
         "head": item.head.decode("utf-8", "backslashreplace"),
     }
@@ -406,15 +427,24 @@ def _plan(
     libraries: Optional[Sequence[str]],
 ) -> UploadResult:
     result = UploadResult()
+    deliverer = _Deliverer(time.monotonic() + 60)
+    labels: dict[str, str] = {}
     for _end, item in spool.iter_pending():
         if isinstance(item, BadLine):
             result.failed += 1
             continue
         if libraries and item["library"] not in libraries:
             continue
-        where = f"{item['library']} -> {destination_of(item['library']).describe()}"
+        where = labels.get(item["library"])
+        if where is None:
+            destination = destination_of(item["library"])
+            where = f"{item['library']} -> {destination.describe()}"
+            if deliverer.backend(destination) is None:
+                where += f" (would stay pending: {deliverer.unavailable[destination]})"
+            labels[item["library"]] = where
         result.planned[where] = result.planned.get(where, 0) + 1
         result.pending += 1
+    deliverer.close()
     return result
 
 
@@ -436,6 +466,9 @@ def _remember(spool: Spool, result: UploadResult, *, transient: bool) -> None:
             state["exit_backoff"] = {"failures": failures, "next_attempt_at": now + delay}
         elif result.sent or not result.pending:
             state.pop("exit_backoff", None)
+        if result.skipped:
+            dropped = state.setdefault("dropped", {})
+            dropped["age_cap"] = int(dropped.get("age_cap", 0)) + result.skipped
 
     try:
         spool.update_state(change)
