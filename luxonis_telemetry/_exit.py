@@ -2,7 +2,8 @@
 
 Network delivery happens in a detached helper process with a hard deadline,
 so the host exits at once even when the endpoint refuses or hangs, and the
-helper is gone within ``HELPER_DEADLINE`` seconds whatever the network does.
+helper is gone within its budget plus ``HELPER_GRACE`` seconds (25 s by
+default) whatever the network does.
 Backends registered in-process (the seed's ``MyBackend``) exist only in this
 process, so their events are handed over here, within a short budget.
 
@@ -27,11 +28,22 @@ if TYPE_CHECKING:
     from .config import TelemetryConfig
     from .spool import Spool
 
-__all__ = ["HELPER_BUDGET", "HELPER_DEADLINE", "helper_main", "run_exit_hook"]
+__all__ = ["HELPER_BUDGET", "HELPER_GRACE", "helper_budget", "helper_main", "run_exit_hook"]
 
 HELPER_BUDGET = 15.0
-HELPER_DEADLINE = 25.0
+HELPER_GRACE = 10.0
 IN_PROCESS_BUDGET = 2.0
+EXIT_TIMEOUT = "LUXONIS_TELEMETRY_EXIT_TIMEOUT"
+
+
+def helper_budget() -> float:
+    """Seconds the exit helper may spend sending (it is killed ``HELPER_GRACE`` later)."""
+    raw = os.environ.get(EXIT_TIMEOUT, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return HELPER_BUDGET
+    return value if 0 < value <= 300 else HELPER_BUDGET
 
 
 def run_exit_hook() -> None:
@@ -47,6 +59,8 @@ def _run() -> None:
     if explicit is False:
         return
     may_spawn = explicit is True or not running_under_test_or_ci()
+    if not may_spawn:
+        _state.log_debug("exit upload: no helper under CI or pytest (set %s=1 to force)", UPLOAD_ON_EXIT)
     current = _state.state
     for path, libraries in list(current.recorded.items()):
         spool = current.spools.get(path)
@@ -89,11 +103,13 @@ def _backing_off(spool: Spool) -> bool:
 
 def _spawn_helper(spool: Spool) -> None:
     if _backing_off(spool):
+        _state.log_debug("exit upload: backing off after a failed attempt")
         return
     lock = spool.upload_lock()
     try:
         if not lock.acquire(0):
-            return  # an uploader is running; it or the next exit sends ours
+            _state.log_debug("exit upload: another uploader is running")
+            return  # it, or the next exit, sends ours
         lock.release()
     finally:
         lock.close()
@@ -118,14 +134,16 @@ def _spawn_helper(spool: Spool) -> None:
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
-    subprocess.Popen([sys.executable, "-c", code, package_parent], **options)  # noqa: S603
+    helper = subprocess.Popen([sys.executable, "-c", code, package_parent], **options)  # noqa: S603
+    _state.log_debug("exit upload: helper %d started", helper.pid)
 
 
 def helper_main() -> None:
     """Entry of the detached helper: upload within budget, then vanish."""
     import threading
 
-    timer = threading.Timer(HELPER_DEADLINE, os._exit, (0,))
+    budget = helper_budget()
+    timer = threading.Timer(budget + HELPER_GRACE, os._exit, (0,))
     timer.daemon = True
     timer.start()
     if hasattr(os, "nice"):
@@ -136,7 +154,7 @@ def helper_main() -> None:
     try:
         from .uploader import upload
 
-        deadline = time.monotonic() + HELPER_BUDGET
+        deadline = time.monotonic() + budget
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 1:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .config import TelemetryConfig
     from .spool import Spool
 
-__all__ = ["State", "log_internal_error", "reset", "state"]
+__all__ = ["State", "log_debug", "log_internal_error", "reset", "state"]
 
 BackendFactory = Callable[["TelemetryConfig"], Any]
 
@@ -70,6 +70,13 @@ def after_fork_in_child() -> None:
         spool.reset_thread_lock()
         spool.forget_descriptors()
     current.recorded.clear()
+
+
+def log_debug(message: str, *args: object) -> None:
+    """Decisions worth explaining when someone turns on debug logging."""
+    import logging
+
+    logging.getLogger("luxonis_telemetry").debug("luxonis-telemetry: " + message, *args)
 
 
 def log_internal_error(where: str, exc: BaseException) -> None:

@@ -1,0 +1,145 @@
+"""The exit hook, exercised by real programs that capture and exit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from luxonis_telemetry.spool import Spool
+from luxonis_telemetry.testing import Action, FakePostHog
+from tests.conftest import run_python, spool_records
+
+PROGRAM = """
+import logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
+from luxonis_telemetry import Telemetry
+t = Telemetry("exiting")
+for n in range(10):
+    t.capture("work", {"n": n})
+sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+"""
+
+
+def helpers_of(spool: Path) -> list[int]:
+    """Pids of exit helpers working on ``spool`` (they run with it as cwd)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd") == str(spool):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return bool(predicate())  # type: ignore[operator]
+
+
+def run_program(**env: str) -> tuple[float, str, int]:
+    full = {**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1", **env}
+    started = time.monotonic()
+    result = run_python(PROGRAM, env=full)
+    return time.monotonic() - started, result.stderr, result.returncode
+
+
+@pytest.fixture
+def exit_env(posthog_env: FakePostHog, monkeypatch: pytest.MonkeyPatch) -> FakePostHog:
+    monkeypatch.setenv("LUXONIS_TELEMETRY_EXIT_TIMEOUT", "3")
+    return posthog_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_healthy_endpoint_gets_the_events_soon_after_exit(exit_env: FakePostHog, spool_path: Path) -> None:
+    _elapsed, stderr, code = run_program()
+    assert code == 0
+    assert "helper" in stderr and "started" in stderr
+    assert exit_env.wait_for(10, timeout=10)
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+    assert len(exit_env.uuid_counts()) == 10
+    assert spool_records(spool_path) == []
+
+
+def test_exit_code_is_untouched(exit_env: FakePostHog) -> None:
+    _elapsed, _stderr, code = run_program()
+    assert code == 0
+    result = run_python(PROGRAM.replace("sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)", "sys.exit(3)"),
+                        env=dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1"))
+    assert result.returncode == 3
+
+
+@pytest.mark.parametrize("fault", ["refused", "hang"])
+def test_unreachable_endpoint_neither_delays_exit_nor_leaves_processes(
+    exit_env: FakePostHog, spool_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    if fault == "refused":
+        monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    else:
+        exit_env.set_default(Action("hang"))
+    elapsed, stderr, code = run_program()
+    assert code == 0
+    assert elapsed < 5, elapsed  # generous: the benchmark measures the real cost
+    assert "started" in stderr
+    # the helper gives up within its budget (3 s here) plus the grace period
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+    assert len(spool_records(spool_path)) == 10
+    assert wait_until(lambda: "exit_backoff" in Spool(str(spool_path)).read_state(), 10)
+    # the next exit backs off: no helper, no network
+    _elapsed, stderr, _code = run_program()
+    assert "backing off" in stderr
+    assert "started" not in stderr
+
+
+def test_no_helper_under_ci_unless_forced(exit_env: FakePostHog, spool_path: Path) -> None:
+    result = run_python(PROGRAM, env=dict(os.environ, CI="true", LUXONIS_TELEMETRY_UPLOAD_ON_EXIT=""))
+    assert result.returncode == 0
+    assert "no helper under CI" in result.stderr
+    assert len(spool_records(spool_path)) == 10
+
+
+def test_no_helper_without_a_key(server: FakePostHog, spool_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", server.url)
+    _elapsed, stderr, _code = run_program()
+    assert "helper" not in stderr
+    assert server.requests == 0
+    assert len(spool_records(spool_path)) == 10
+
+
+def test_opted_out_by_upload_on_exit(exit_env: FakePostHog, spool_path: Path) -> None:
+    _elapsed, stderr, _code = run_program(LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="0")
+    assert "helper" not in stderr
+    assert len(spool_records(spool_path)) == 10
+
+
+def test_programs_exiting_together_send_each_event_once(exit_env: FakePostHog, spool_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1")
+    programs = [subprocess.Popen([sys.executable, "-c", PROGRAM], env=env, stderr=subprocess.DEVNULL) for _ in range(4)]
+    for program in programs:
+        assert program.wait(timeout=60) == 0
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+    # whatever a busy helper could not take is sent by the next upload
+    from luxonis_telemetry import upload
+
+    assert upload(budget=30).ok
+    counts = exit_env.uuid_counts()
+    assert len(counts) == 40
+    assert max(counts.values()) == 1
