@@ -80,6 +80,9 @@ def _spool() -> Spool:
     spool = open_spool()
     if spool is None:
         raise CliError("no spool folder: no home directory found; set LUXONIS_TELEMETRY_SPOOL_DIR")
+    problem = spool.problem()
+    if problem:
+        raise CliError(problem)
     return spool
 
 
@@ -358,10 +361,12 @@ def gather_status(spool: Optional[Spool]) -> dict[str, Any]:
         "last_upload": None,
         "next_exit_retry": None,
         "destinations": {},
+        "problem": None,
         "max_spool_bytes": user.max_spool_bytes,
         "max_event_age_days": user.max_event_age_days,
     }
-    if spool is None or not spool.exists():
+    info["problem"] = spool.problem() if spool is not None else None
+    if spool is None or info["problem"] or not spool.exists():
         return info
     recorded = spool.read_destinations()
     lookup = resolve_destinations(recorded, env)
@@ -424,6 +429,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         f"telemetry:        {'enabled' if info['enabled'] else 'DISABLED'} ({info['reason']})",
         f"upload on exit:   {'yes' if info['upload_on_exit'] else 'no'}",
         f"spool:            {info['spool'] or '(none: no home directory)'}",
+        *([f"problem:          {info['problem']}"] if info.get("problem") else []),
         f"pending:          {info['pending_events']} events, {info['pending_bytes']} bytes"
         f" (caps: {info['max_spool_bytes'] // (1024 * 1024)} MiB, {info['max_event_age_days']:g} days)",
         f"oldest pending:   {info['oldest_pending'] or '-'}",

@@ -199,6 +199,20 @@ class Spool:
     def exists(self) -> bool:
         return os.path.isdir(self.path)
 
+    def problem(self) -> Optional[str]:
+        """Why this spool cannot be used, in one line; ``None`` when it can."""
+        if not os.path.lexists(self.path):
+            return None
+        if os.path.islink(self.path) or not os.path.isdir(self.path):
+            return f"spool path {self.path} is not a folder"
+        try:
+            os.listdir(self.path)
+        except OSError as exc:
+            return f"cannot read the spool folder {self.path}: {exc.strerror}"
+        if not os.access(self.path, os.W_OK):
+            return f"the spool folder {self.path} is read-only"
+        return None
+
     def ensure_folder(self) -> None:
         """Create the folder 0700, or refuse one that is unsafe to write into."""
         if self._ready:
