@@ -15,6 +15,7 @@ backends still get their events (no process, no network of ours).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -60,7 +61,9 @@ def _run() -> None:
         return
     may_spawn = explicit is True or not running_under_test_or_ci()
     if not may_spawn:
-        _state.log_debug("exit upload: no helper under CI or pytest (set %s=1 to force)", UPLOAD_ON_EXIT)
+        _state.log_debug(
+            "exit upload: no helper under CI or pytest (set %s=1 to force)", UPLOAD_ON_EXIT
+        )
     current = _state.state
     for path, libraries in list(current.recorded.items()):
         spool = current.spools.get(path)
@@ -134,7 +137,7 @@ def _spawn_helper(spool: Spool) -> None:
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
-    helper = subprocess.Popen([sys.executable, "-c", code, package_parent], **options)  # noqa: S603
+    helper = subprocess.Popen([sys.executable, "-c", code, package_parent], **options)
     _state.log_debug("exit upload: helper %d started", helper.pid)
 
 
@@ -147,10 +150,8 @@ def helper_main() -> None:
     timer.daemon = True
     timer.start()
     if hasattr(os, "nice"):
-        try:
+        with contextlib.suppress(OSError):
             os.nice(5)
-        except OSError:
-            pass
     try:
         from .uploader import upload
 

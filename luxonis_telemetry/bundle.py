@@ -20,13 +20,23 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .event import validate
 from .spool import BadLine, Spool
 from .uploader import UploadResult, _Deliverer, _remember, _Run, resolve_destinations
 
-__all__ = ["BUNDLE_FORMAT", "BundleError", "BundleInfo", "export_bundle", "read_bundle", "upload_bundle"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleError",
+    "BundleInfo",
+    "export_bundle",
+    "read_bundle",
+    "upload_bundle",
+]
 
 BUNDLE_FORMAT = "luxonis-telemetry-bundle"
 BUNDLE_VERSION = 1
@@ -46,7 +56,9 @@ class BundleInfo:
     size: int = 0  # bytes of record lines, uncompressed
 
 
-def export_bundle(spool: Spool, path: str, *, move: bool = False, lock_timeout: float = 30.0) -> BundleInfo:
+def export_bundle(
+    spool: Spool, path: str, *, move: bool = False, lock_timeout: float = 30.0
+) -> BundleInfo:
     """Write every pending event to ``path``; with ``move``, then drop them.
 
     Runs under the upload lock so no uploader takes events meanwhile. Events
@@ -94,7 +106,7 @@ def _write_bundle(spool: Spool, segments: list[Any], path: str) -> BundleInfo:
                 last = stamp if last is None or stamp > last else last
                 libraries[item["library"]] = libraries.get(item["library"], 0) + 1
         recorded = spool.read_destinations()
-        header = {
+        header: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "created_at": datetime.now(timezone.utc).isoformat(),
@@ -123,7 +135,7 @@ def _write_bundle(spool: Spool, segments: list[Any], path: str) -> BundleInfo:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    return BundleInfo(path, count, header["sha256"], header)
+    return BundleInfo(path, count, digest.hexdigest(), header)
 
 
 def read_bundle(path: str) -> BundleInfo:
@@ -194,7 +206,9 @@ def upload_bundle(
         known = dict(local.get(name, {}))
         known.update({k: v for k, v in where.items() if v and k != "api_key"})
         merged[name] = known
-    destination_of = resolve_destinations(merged, env, backend=backend, endpoint=endpoint, api_key=api_key)
+    destination_of = resolve_destinations(
+        merged, env, backend=backend, endpoint=endpoint, api_key=api_key
+    )
     deliverer = _Deliverer(time.monotonic() + budget)
     run = _Run(spool, destination_of, deliverer, result, timedelta(days=36500), progress)
 

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -28,6 +28,9 @@ from .config import (
 )
 from .spool import BadLine, Spool
 from .uploader import UploadResult, count_pending, open_spool, resolve_destinations, upload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["app", "main"]
 
@@ -157,7 +160,9 @@ def inspect(
     ),
     event: Optional[str] = typer.Option(None, "--event", help="Only events with this name."),
     library: Optional[str] = typer.Option(None, "--library", help="Only this library's events."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only events after WHEN (2h, 3d, ISO time)."),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="Only events after WHEN (2h, 3d, ISO time)."
+    ),
     quarantined: bool = typer.Option(
         False, "--quarantined", help="Show the lines set aside as corrupt or rejected instead."
     ),
@@ -254,25 +259,37 @@ def _inspect_quarantine(spool: Spool, limit: Optional[int]) -> None:
 @friendly
 def upload_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent, and where; send nothing."),
-    bundle: Optional[str] = typer.Option(None, "--from", metavar="BUNDLE", help="Upload a bundle made by `export`."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be sent, and where; send nothing."
+    ),
+    bundle: Optional[str] = typer.Option(
+        None, "--from", metavar="BUNDLE", help="Upload a bundle made by `export`."
+    ),
     timeout: float = typer.Option(60.0, "--timeout", min=1.0, help="Time budget in seconds."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Send to this host instead."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Send through this backend instead."),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="Send through this backend instead."
+    ),
 ) -> None:
     """Send pending events; exit 0 when all were sent, 1 when some are left."""
     spool = _spool()
     if dry_run:
         if bundle:
-            raise CliError("--dry-run and --from cannot be combined; use `inspect` on this machine", 2)
+            raise CliError(
+                "--dry-run and --from cannot be combined; use `inspect` on this machine", 2
+            )
         result = upload(dry_run=True, spool=spool, endpoint=endpoint, backend=backend)
         _report_plan(result, as_json)
         return
     with _progress(spool, bundle, quiet=as_json) as tick:
         if bundle:
-            result = upload_bundle(bundle, spool, budget=timeout, endpoint=endpoint, backend=backend, progress=tick)
+            result = upload_bundle(
+                bundle, spool, budget=timeout, endpoint=endpoint, backend=backend, progress=tick
+            )
         else:
-            result = upload(budget=timeout, spool=spool, endpoint=endpoint, backend=backend, progress=tick)
+            result = upload(
+                budget=timeout, spool=spool, endpoint=endpoint, backend=backend, progress=tick
+            )
     if as_json:
         _print_json(
             {
@@ -293,7 +310,9 @@ def upload_command(
 
 def _report_plan(result: UploadResult, as_json: bool) -> None:
     if as_json:
-        _print_json({"would_send": result.planned, "pending": result.pending, "corrupt": result.failed})
+        _print_json(
+            {"would_send": result.planned, "pending": result.pending, "corrupt": result.failed}
+        )
         return
     if not result.planned:
         typer.echo("Nothing pending.")
@@ -312,7 +331,7 @@ class _Progress:
         self.bar.advance(self.task, count)
 
 
-class _progress:  # noqa: N801 - used as a context manager, like a function
+class _progress:
     """A progress bar on a terminal for large spools; nothing when piped."""
 
     THRESHOLD = 2000
@@ -387,9 +406,9 @@ def gather_status(spool: Optional[Spool]) -> dict[str, Any]:
     if isinstance(last, dict):
         info["last_upload"] = {**last, "at": _iso(last.get("at"))}
     backoff = state.get("exit_backoff")
-    if isinstance(backoff, dict) and isinstance(backoff.get("next_attempt_at"), (int, float)):
-        if backoff["next_attempt_at"] > time.time():
-            info["next_exit_retry"] = _iso(backoff["next_attempt_at"])
+    next_at = backoff.get("next_attempt_at") if isinstance(backoff, dict) else None
+    if isinstance(next_at, (int, float)) and next_at > time.time():
+        info["next_exit_retry"] = _iso(next_at)
     return info
 
 
@@ -430,8 +449,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         f"upload on exit:   {'yes' if info['upload_on_exit'] else 'no'}",
         f"spool:            {info['spool'] or '(none: no home directory)'}",
         *([f"problem:          {info['problem']}"] if info.get("problem") else []),
-        f"pending:          {info['pending_events']} events, {info['pending_bytes']} bytes"
-        f" (caps: {info['max_spool_bytes'] // (1024 * 1024)} MiB, {info['max_event_age_days']:g} days)",
+        f"pending:          {info['pending_events']} events, {info['pending_bytes']} bytes",
+        f"caps:             {info['max_spool_bytes'] // (1024 * 1024)} MiB, "
+        f"{info['max_event_age_days']:g} days",
         f"oldest pending:   {info['oldest_pending'] or '-'}",
         f"dropped:          {_counts(info['dropped'])}",
         f"quarantined:      {info['quarantined']}",
@@ -481,7 +501,9 @@ def _save_choice(enabled: bool) -> str:
     folder = config_dir()
     path = settings_path()
     if folder is None or path is None:
-        raise CliError("no per-user config folder (no home directory); set LUXONIS_TELEMETRY_CONFIG_DIR")
+        raise CliError(
+            "no per-user config folder (no home directory); set LUXONIS_TELEMETRY_CONFIG_DIR"
+        )
     os.makedirs(folder, mode=0o700, exist_ok=True)
     data = json.dumps({"enabled": enabled, "changed_at": datetime.now(timezone.utc).isoformat()})
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -522,7 +544,9 @@ def disable() -> None:
 @friendly
 def export(
     path: str = typer.Argument(..., help="Bundle file to write (gzip JSON lines)."),
-    move: bool = typer.Option(False, "--move", help="Remove the events once the bundle is written and verified."),
+    move: bool = typer.Option(
+        False, "--move", help="Remove the events once the bundle is written and verified."
+    ),
 ) -> None:
     """Write pending events to a portable bundle, for an air-gapped machine."""
     spool = _spool()

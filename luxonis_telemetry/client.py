@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 import uuid
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _state
 from ._lock import LockTimeout
@@ -27,6 +27,9 @@ from .event import (
     system_metadata,
 )
 from .spool import Spool
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["Telemetry", "get_telemetry", "initialize_telemetry"]
 
@@ -238,9 +241,7 @@ class Telemetry:
 
     # -- context ---------------------------------------------------------------
 
-    def _event_context(
-        self, include_system_metadata: bool
-    ) -> tuple[dict[str, Any], Optional[str]]:
+    def _event_context(self, include_system_metadata: bool) -> tuple[dict[str, Any], Optional[str]]:
         """The event's context, and its JSON when it is the cached base context."""
         pid = os.getpid()
         cached = self._context
@@ -409,4 +410,3 @@ def initialize_telemetry(
 def get_telemetry(library_name: str) -> Optional[Telemetry]:
     """The instance made by ``initialize_telemetry``, or ``None``."""
     return _state.state.singletons.get(library_name)
-

@@ -12,7 +12,10 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -68,7 +71,7 @@ def _parse_positive(value: Optional[str]) -> Optional[float]:
         number = float(value.strip())
     except ValueError:
         return None
-    return number if number > 0 and number == number and number != float("inf") else None
+    return number if 0 < number < float("inf") else None
 
 
 def _nonempty(value: Optional[str]) -> Optional[str]:
@@ -135,16 +138,11 @@ class TelemetryConfig:
             api_key=_nonempty(env.get(API_KEY)) or config.api_key,
             endpoint=_nonempty(env.get(ENDPOINT)) or config.endpoint,
             debug=config.debug if debug is None else debug,
-            install_id_path=_nonempty(env.get(INSTALL_ID_PATH))
-            or config.install_id_path,
+            install_id_path=_nonempty(env.get(INSTALL_ID_PATH)) or config.install_id_path,
             distinct_id=_nonempty(env.get(DISTINCT_ID)) or config.distinct_id,
             spool_dir=_nonempty(env.get(SPOOL_DIR)) or config.spool_dir,
-            upload_on_exit=config.upload_on_exit
-            if upload_on_exit is None
-            else upload_on_exit,
-            max_spool_bytes=int(max_mb * 1024 * 1024)
-            if max_mb
-            else config.max_spool_bytes,
+            upload_on_exit=config.upload_on_exit if upload_on_exit is None else upload_on_exit,
+            max_spool_bytes=int(max_mb * 1024 * 1024) if max_mb else config.max_spool_bytes,
             max_event_age_days=max_age or config.max_event_age_days,
         )
 

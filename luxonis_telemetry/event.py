@@ -13,9 +13,10 @@ import math
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime, time, timezone
 from enum import Enum
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 __all__ = [
     "RECORD_VERSION",
@@ -200,9 +201,7 @@ class Sanitizer:
             return self._value(plain, depth + 1, path, budget)
         return self.string(self._repr(value))
 
-    def _sequence(
-        self, value: Any, depth: int, path: set[int], budget: _Budget
-    ) -> list[Any]:
+    def _sequence(self, value: Any, depth: int, path: set[int], budget: _Budget) -> list[Any]:
         items = list(value)
         if isinstance(value, (set, frozenset)):
             try:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _state
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .client import Telemetry
 
 __all__ = ["COMMAND_EVENT", "instrument_typer"]

@@ -31,10 +31,13 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._lock import LockTimeout, ProcessLock
 from .event import validate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "DropCounter",
@@ -404,11 +407,10 @@ class Spool:
         """Temp files of crashed writers and positions of vanished segments."""
         names = set(self._names())
         for name in names:
-            path = self.file(name)
-            if name.endswith(".tmp") and _mtime(path) < now - 60:
-                _unlink_quietly(path)
-            elif name.endswith(".jsonl.pos") and name[: -len(".pos")] not in names:
-                _unlink_quietly(path)
+            stale_tmp = name.endswith(".tmp") and _mtime(self.file(name)) < now - 60
+            orphan_pos = name.endswith(".jsonl.pos") and name[: -len(".pos")] not in names
+            if stale_tmp or orphan_pos:
+                _unlink_quietly(self.file(name))
 
     def _drop_segment_locked(self, segment: Segment, reason: str) -> None:
         lines = count_lines(segment.path, segment.start)

@@ -137,7 +137,7 @@ class FakePostHog:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -191,14 +191,14 @@ def main() -> None:
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     with FakePostHog(port) as server:
-        print(f"PostHog-compatible receiver on {server.url}", flush=True)  # noqa: T201
+        print(f"PostHog-compatible receiver on {server.url}", flush=True)
         seen = 0
         try:
             while True:
                 time.sleep(0.5)
                 events = server.events
                 for event in events[seen:]:
-                    print(json.dumps(event), flush=True)  # noqa: T201
+                    print(json.dumps(event), flush=True)
                 seen = len(events)
         except KeyboardInterrupt:
             pass

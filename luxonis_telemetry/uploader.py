@@ -13,12 +13,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _state
 from .backends import BackendUnavailable, DeliveryError, build_backend
 from .config import TelemetryConfig, spool_dir
 from .spool import BadLine, Segment, Spool, count_lines, library_key
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "Destination",
@@ -138,7 +141,9 @@ class _Deliverer:
             self._backends[destination] = found
         return found
 
-    def send(self, destination: Destination, records: Sequence[dict[str, Any]], historical: bool) -> None:
+    def send(
+        self, destination: Destination, records: Sequence[dict[str, Any]], historical: bool
+    ) -> None:
         """Deliver or raise ``DeliveryError``, retrying transient failures in budget."""
         backend = self._backends[destination]
         attempt = 0
@@ -180,7 +185,7 @@ def _send_once(backend: Any, records: Sequence[dict[str, Any]], historical: bool
             else:
                 backend.capture(record)
         backend.flush()
-    except Exception as exc:  # noqa: BLE001 - a user's backend decides nothing else
+    except Exception as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", kind="transient") from exc
 
 
@@ -258,11 +263,16 @@ class _Run:
                 return False
             historical = stamp is not None and self.now - stamp > HISTORICAL_AFTER
             key = (destination, historical)
-            if batch and (
-                key != batch_key or len(batch) >= BATCH_EVENTS or batch_bytes + size > BATCH_BYTES
+            if (
+                batch
+                and (
+                    key != batch_key
+                    or len(batch) >= BATCH_EVENTS
+                    or batch_bytes + size > BATCH_BYTES
+                )
+                and not flush()
             ):
-                if not flush():
-                    return False
+                return False
             batch_key = key
             batch.append(item)
             batch_bytes += size
@@ -474,4 +484,3 @@ def _remember(spool: Spool, result: UploadResult, *, transient: bool) -> None:
         spool.update_state(change)
     except OSError as exc:
         _state.log_internal_error("saving the upload result", exc)
-

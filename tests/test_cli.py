@@ -43,7 +43,9 @@ def capture_some() -> list[dict[str, Any]]:
     return spool_records(spool)
 
 
-@pytest.mark.parametrize("command", ["", "inspect", "upload", "status", "purge", "enable", "disable", "export"])
+@pytest.mark.parametrize(
+    "command", ["", "inspect", "upload", "status", "purge", "enable", "disable", "export"]
+)
 def test_every_command_has_help(command: str) -> None:
     result = cli(*([command] if command else []), "--help")
     assert result.exit_code == 0
@@ -64,7 +66,9 @@ def test_status_on_a_fresh_machine_creates_nothing(home: Path) -> None:
     assert list(home.rglob("*")) == []
 
 
-def test_status_json_reports_everything_with_the_key_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_json_reports_everything_with_the_key_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     Telemetry("a", config=TelemetryConfig(api_key=KEY, endpoint="http://127.0.0.1:9")).capture("e")
     result = cli("status", "--json")
     assert result.exit_code == 0
@@ -73,7 +77,11 @@ def test_status_json_reports_everything_with_the_key_masked(monkeypatch: pytest.
     assert info["pending_events"] == 1
     assert info["pending_bytes"] > 0
     assert info["oldest_pending"]
-    assert info["destinations"]["a"] == {"backend": "posthog", "endpoint": "http://127.0.0.1:9", "api_key": mask(KEY)}
+    assert info["destinations"]["a"] == {
+        "backend": "posthog",
+        "endpoint": "http://127.0.0.1:9",
+        "api_key": mask(KEY),
+    }
     assert KEY not in result.stdout
     human = cli("status")
     assert KEY not in human.stdout
@@ -87,7 +95,9 @@ def test_status_json_reports_everything_with_the_key_masked(monkeypatch: pytest.
         ({"LUXONIS_TELEMETRY_ENABLED": "off"}, "LUXONIS_TELEMETRY_ENABLED='off'"),
     ],
 )
-def test_status_says_why_it_is_off(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], reason: str) -> None:
+def test_status_says_why_it_is_off(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], reason: str
+) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     result = cli("status")
@@ -112,7 +122,9 @@ def test_inspect_json_prints_exactly_the_stored_records() -> None:
 
 def test_inspect_filters() -> None:
     capture_some()
-    by_event = [json.loads(x) for x in cli("inspect", "--json", "--event", "convert").stdout.splitlines()]
+    by_event = [
+        json.loads(x) for x in cli("inspect", "--json", "--event", "convert").stdout.splitlines()
+    ]
     assert [r["event"] for r in by_event] == ["convert"]
     by_library = cli("inspect", "--json", "--library", "luxonis_ml").stdout.splitlines()
     assert len(by_library) == 3
@@ -202,7 +214,9 @@ def test_disable_and_enable_are_persisted_and_idempotent(home: Path, spool_path:
     assert [r["event"] for r in spool_records(spool_path)] == ["counted"]
 
 
-def test_export_then_upload_twice_sends_each_event_once(posthog_env: FakePostHog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_then_upload_twice_sends_each_event_once(
+    posthog_env: FakePostHog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stored = capture_some()
     bundle = tmp_path / "events.ltb.gz"
     result = cli("export", str(bundle), "--move")
@@ -233,7 +247,9 @@ def test_export_keeps_events_without_move(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "tamper", "garbage", "missing"])
-def test_damaged_bundles_are_refused_and_nothing_is_sent(posthog_env: FakePostHog, tmp_path: Path, damage: str) -> None:
+def test_damaged_bundles_are_refused_and_nothing_is_sent(
+    posthog_env: FakePostHog, tmp_path: Path, damage: str
+) -> None:
     capture_some()
     bundle = tmp_path / "events.ltb.gz"
     assert cli("export", str(bundle)).exit_code == 0
@@ -254,11 +270,18 @@ def test_damaged_bundles_are_refused_and_nothing_is_sent(posthog_env: FakePostHo
     assert posthog_env.requests == 0
 
 
-def test_spool_path_that_is_a_file_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_spool_path_that_is_a_file_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     monkeypatch.setenv("LUXONIS_TELEMETRY_SPOOL_DIR", str(blocker))
-    for command in (["inspect"], ["upload"], ["purge", "--yes"], ["export", str(tmp_path / "b.gz")]):
+    for command in (
+        ["inspect"],
+        ["upload"],
+        ["purge", "--yes"],
+        ["export", str(tmp_path / "b.gz")],
+    ):
         result = cli(*command)
         assert result.exit_code == 1
         assert "is not a folder" in one_error_line(result)
@@ -275,24 +298,44 @@ def console_script() -> str:
 def test_console_script_as_a_real_process(posthog_env: FakePostHog) -> None:
     stored = capture_some()
     env = dict(os.environ)
-    inspected = subprocess.run([console_script(), "inspect", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    inspected = subprocess.run(
+        [console_script(), "inspect", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert inspected.returncode == 0
     assert [json.loads(x) for x in inspected.stdout.splitlines()] == stored
-    uploaded = subprocess.run([console_script(), "upload"], env=env, capture_output=True, text=True, timeout=60)
+    uploaded = subprocess.run(
+        [console_script(), "upload"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert uploaded.returncode == 0, uploaded.stderr
     assert len(posthog_env.events) == 4
-    module = subprocess.run([sys.executable, "-m", "luxonis_telemetry", "status", "--json"], env=env,
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    module = subprocess.run(
+        [sys.executable, "-m", "luxonis_telemetry", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert json.loads(module.stdout)["pending_events"] == 0
 
 
 def test_errors_in_a_real_process_are_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([console_script(), "upload", "--from", str(tmp_path / "nope.gz")], env=dict(os.environ),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [console_script(), "upload", "--from", str(tmp_path / "nope.gz")],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "no such bundle" in result.stderr
-    usage = subprocess.run([console_script(), "inspect", "--limit", "-3"], env=dict(os.environ),
-                           capture_output=True, text=True, timeout=60)
+    usage = subprocess.run(
+        [console_script(), "inspect", "--limit", "-3"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr

@@ -35,7 +35,14 @@ def test_capture_writes_one_complete_record(spool_path: Path) -> None:
     assert record["properties"] == {"epochs": 20}
     context = record["context"]
     assert set(context) == {
-        "os", "os_version", "python_version", "library_name", "library_version", "session_id", "install_id", "ci",
+        "os",
+        "os_version",
+        "python_version",
+        "library_name",
+        "library_version",
+        "session_id",
+        "install_id",
+        "ci",
     }
     assert context["library_version"] == "0.10.2"
     assert context["ci"] is False
@@ -54,7 +61,9 @@ def test_install_id_is_private_and_stable(home: Path) -> None:
     assert Telemetry("b").install_id == first
 
 
-def test_distinct_id_overrides(spool_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_distinct_id_overrides(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LUXONIS_TELEMETRY_ID", "ci-runner-7")
     monkeypatch.setenv("LUXONIS_TELEMETRY_INSTALL_ID_PATH", str(tmp_path / "custom" / "id"))
     telemetry = Telemetry("a")
@@ -75,8 +84,12 @@ def test_identify_record(spool_path: Path) -> None:
 
 def test_api_key_never_reaches_the_spool(spool_path: Path) -> None:
     config = TelemetryConfig(api_key="phc_top_secret_key")
-    telemetry = Telemetry("a", config=config, context_providers=[lambda _t: {"k": "phc_top_secret_key"}])
-    telemetry.capture("e", {"note": "my key is phc_top_secret_key", "nested": [{"x": "phc_top_secret_key"}]})
+    telemetry = Telemetry(
+        "a", config=config, context_providers=[lambda _t: {"k": "phc_top_secret_key"}]
+    )
+    telemetry.capture(
+        "e", {"note": "my key is phc_top_secret_key", "nested": [{"x": "phc_top_secret_key"}]}
+    )
     lines = b"".join(p.read_bytes() for p in spool_path.glob("active.*"))
     assert b"phc_top_secret_key" not in lines
     destinations = json.loads((spool_path / "destinations.json").read_text())
@@ -210,7 +223,11 @@ def test_read_only_spool_folder(spool_path: Path) -> None:
 
 
 def test_missing_home_drops_and_counts() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME")
+    }
     code = (
         "import os, pwd\n"
         "pwd.getpwuid = lambda uid: (_ for _ in ()).throw(KeyError(uid))\n"
@@ -331,7 +348,12 @@ def test_install_id_race_on_a_fresh_machine(home: Path) -> None:
     )
     start = time.time() + 1.5
     processes = [
-        subprocess.Popen([sys.executable, "-c", code, str(start)], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
         for _ in range(6)
     ]
     ids = {process.communicate(timeout=60)[0].strip() for process in processes}
@@ -360,7 +382,9 @@ def test_fork_child_gets_its_own_session_and_writes_safely(spool_path: Path) -> 
     assert sessions["parent"] == sessions["parent.before"]
 
 
-def test_no_exception_escapes_even_on_internal_bugs(spool_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_exception_escapes_even_on_internal_bugs(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     telemetry = Telemetry("a")
 
     def explode(*_a: Any, **_k: Any) -> Any:

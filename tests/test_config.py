@@ -84,7 +84,10 @@ def test_library_config_beats_defaults() -> None:
 
 
 def test_debug_means_stdout_unless_a_backend_is_named() -> None:
-    assert TelemetryConfig.from_env(environ={"LUXONIS_TELEMETRY_DEBUG": "1"}).effective_backend == "stdout"
+    assert (
+        TelemetryConfig.from_env(environ={"LUXONIS_TELEMETRY_DEBUG": "1"}).effective_backend
+        == "stdout"
+    )
     named = {"LUXONIS_TELEMETRY_DEBUG": "1", "LUXONIS_TELEMETRY_BACKEND": "posthog"}
     assert TelemetryConfig.from_env(environ=named).effective_backend == "posthog"
     assert TelemetryConfig(debug=True).effective_backend == "stdout"
@@ -134,7 +137,9 @@ def test_garbage_numbers_are_ignored() -> None:
 
 def test_reasons_name_their_source() -> None:
     assert enabled_decision(True, {"DO_NOT_TRACK": "1"}) == (False, "DO_NOT_TRACK is set")
-    assert "LUXONIS_TELEMETRY_ENABLED" in enabled_decision(True, {"LUXONIS_TELEMETRY_ENABLED": "0"})[1]
+    assert (
+        "LUXONIS_TELEMETRY_ENABLED" in enabled_decision(True, {"LUXONIS_TELEMETRY_ENABLED": "0"})[1]
+    )
     assert "TelemetryConfig" in enabled_decision(False, {})[1]
 
 
@@ -146,9 +151,9 @@ def test_ci_detection() -> None:
 
 
 def test_import_survives_garbage_environment() -> None:
-    from tests.conftest import run_python
-
     import os
+
+    from tests.conftest import run_python
 
     env = dict(os.environ)
     env.update(

@@ -61,7 +61,11 @@ class BadMapping(dict):  # type: ignore[type-arg]
 
 def roundtrip(value: Any, **kwargs: Any) -> Any:
     cleaned = Sanitizer(**kwargs).properties(value)
-    line = encode(new_record("capture", event="e", distinct_id="d", library="l", properties=cleaned, context={}))
+    line = encode(
+        new_record(
+            "capture", event="e", distinct_id="d", library="l", properties=cleaned, context={}
+        )
+    )
     record = json.loads(line)
     assert validate(record) is not None
     return record["properties"]
@@ -144,7 +148,14 @@ def test_huge_strings_and_containers_are_truncated() -> None:
 def test_wide_nesting_stays_bounded() -> None:
     wide = [[["y" * 4000] * 1000] * 1000]
     line = encode(
-        new_record("capture", event="e", distinct_id="d", library="l", properties=Sanitizer().properties({"w": wide}), context={})
+        new_record(
+            "capture",
+            event="e",
+            distinct_id="d",
+            library="l",
+            properties=Sanitizer().properties({"w": wide}),
+            context={},
+        )
     )
     assert len(line) <= MAX_RECORD_BYTES + 1
     assert json.loads(line)["properties"]["$properties_truncated"] is True
@@ -180,7 +191,12 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
 def test_home_and_api_key_are_scrubbed_from_values() -> None:
     home = "/home/alice"
     props = roundtrip(
-        {"path": f"{home}/data/train.csv", "home": home, "msg": "key phc_SECRET used", "deep": [{"p": f"{home}/x"}]},
+        {
+            "path": f"{home}/data/train.csv",
+            "home": home,
+            "msg": "key phc_SECRET used",
+            "deep": [{"p": f"{home}/x"}],
+        },
         home=home,
         secrets=("phc_SECRET",),
     )
@@ -197,8 +213,20 @@ def test_real_home_is_used_by_default(home: Path) -> None:
 
 
 def test_record_shape() -> None:
-    record = new_record("capture", event="e", distinct_id="d", library="l", properties={}, context={"os": "x"})
-    assert set(record) == {"v", "type", "uuid", "timestamp", "event", "distinct_id", "library", "properties", "context"}
+    record = new_record(
+        "capture", event="e", distinct_id="d", library="l", properties={}, context={"os": "x"}
+    )
+    assert set(record) == {
+        "v",
+        "type",
+        "uuid",
+        "timestamp",
+        "event",
+        "distinct_id",
+        "library",
+        "properties",
+        "context",
+    }
     assert uuid.UUID(record["uuid"]).version == 4
     assert datetime.fromisoformat(record["timestamp"]).tzinfo is not None
 
@@ -206,16 +234,34 @@ def test_record_shape() -> None:
 def test_validate_rejects_near_misses() -> None:
     good = new_record("capture", event="e", distinct_id="d", library="l", properties={}, context={})
     assert validate(good) is good
-    for key, bad in [("v", 2), ("type", "alias"), ("uuid", 5), ("properties", []), ("context", None)]:
+    for key, bad in [
+        ("v", 2),
+        ("type", "alias"),
+        ("uuid", 5),
+        ("properties", []),
+        ("context", None),
+    ]:
         assert validate({**good, key: bad}) is None
     assert validate([good]) is None
 
 
 json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text(), st.binary()
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.binary(),
 )
 hostile = st.recursive(
-    st.one_of(json_leaf, st.datetimes(), st.uuids(), st.dates(), st.builds(Color, st.just("red")), st.builds(BadRepr)),
+    st.one_of(
+        json_leaf,
+        st.datetimes(),
+        st.uuids(),
+        st.dates(),
+        st.builds(Color, st.just("red")),
+        st.builds(BadRepr),
+    ),
     lambda children: st.one_of(
         st.lists(children, max_size=5),
         st.dictionaries(st.one_of(st.text(), st.integers(), st.none()), children, max_size=5),
@@ -229,8 +275,14 @@ hostile = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(hostile)
 def test_any_value_gives_a_valid_line(value: Any) -> None:
-    cleaned = Sanitizer(home="/home/bob", secrets=("phc_zz",)).properties({"v": value, "password": value})
-    line = encode(new_record("capture", event="e", distinct_id="d", library="l", properties=cleaned, context={}))
+    cleaned = Sanitizer(home="/home/bob", secrets=("phc_zz",)).properties(
+        {"v": value, "password": value}
+    )
+    line = encode(
+        new_record(
+            "capture", event="e", distinct_id="d", library="l", properties=cleaned, context={}
+        )
+    )
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     record = validate(json.loads(line, parse_constant=_reject_constant))
     assert record is not None

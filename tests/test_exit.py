@@ -66,7 +66,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_healthy_endpoint_gets_the_events_soon_after_exit(exit_env: FakePostHog, spool_path: Path) -> None:
+def test_healthy_endpoint_gets_the_events_soon_after_exit(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
     _elapsed, stderr, code = run_program()
     assert code == 0
     assert "helper" in stderr and "started" in stderr
@@ -79,8 +81,10 @@ def test_healthy_endpoint_gets_the_events_soon_after_exit(exit_env: FakePostHog,
 def test_exit_code_is_untouched(exit_env: FakePostHog) -> None:
     _elapsed, _stderr, code = run_program()
     assert code == 0
-    result = run_python(PROGRAM.replace("sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)", "sys.exit(3)"),
-                        env=dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1"))
+    result = run_python(
+        PROGRAM.replace("sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)", "sys.exit(3)"),
+        env=dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1"),
+    )
     assert result.returncode == 3
 
 
@@ -107,13 +111,17 @@ def test_unreachable_endpoint_neither_delays_exit_nor_leaves_processes(
 
 
 def test_no_helper_under_ci_unless_forced(exit_env: FakePostHog, spool_path: Path) -> None:
-    result = run_python(PROGRAM, env=dict(os.environ, CI="true", LUXONIS_TELEMETRY_UPLOAD_ON_EXIT=""))
+    result = run_python(
+        PROGRAM, env=dict(os.environ, CI="true", LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="")
+    )
     assert result.returncode == 0
     assert "no helper under CI" in result.stderr
     assert len(spool_records(spool_path)) == 10
 
 
-def test_no_helper_without_a_key(server: FakePostHog, spool_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_helper_without_a_key(
+    server: FakePostHog, spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", server.url)
     _elapsed, stderr, _code = run_program()
     assert "helper" not in stderr
@@ -127,12 +135,17 @@ def test_opted_out_by_upload_on_exit(exit_env: FakePostHog, spool_path: Path) ->
     assert len(spool_records(spool_path)) == 10
 
 
-def test_programs_exiting_together_send_each_event_once(exit_env: FakePostHog, spool_path: Path) -> None:
+def test_programs_exiting_together_send_each_event_once(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
     import subprocess
     import sys
 
     env = dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1")
-    programs = [subprocess.Popen([sys.executable, "-c", PROGRAM], env=env, stderr=subprocess.DEVNULL) for _ in range(4)]
+    programs = [
+        subprocess.Popen([sys.executable, "-c", PROGRAM], env=env, stderr=subprocess.DEVNULL)
+        for _ in range(4)
+    ]
     for program in programs:
         assert program.wait(timeout=60) == 0
     assert wait_until(lambda: not helpers_of(spool_path), 30)

@@ -58,7 +58,11 @@ def build_app() -> typer.Typer:
 
 
 def commands(spool: Path) -> dict[str, dict[str, Any]]:
-    return {r["properties"]["command"]: r["properties"] for r in spool_records(spool) if r["event"] == "cli.command"}
+    return {
+        r["properties"]["command"]: r["properties"]
+        for r in spool_records(spool)
+        if r["event"] == "cli.command"
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,7 +78,12 @@ def commands(spool: Path) -> dict[str, dict[str, Any]]:
     ],
 )
 def test_each_outcome_is_recorded_and_nothing_changes(
-    spool_path: Path, args: list[str], suffix: str, success: bool, exit_code: int, exception: str | None
+    spool_path: Path,
+    args: list[str],
+    suffix: str,
+    success: bool,
+    exit_code: int,
+    exception: str | None,
 ) -> None:
     plain = runner.invoke(build_app(), args)
     app = build_app()

@@ -12,7 +12,16 @@ from luxonis_telemetry.spool import BadLine, Spool, iter_records, library_key
 
 
 def line(n: int, library: str = "lib") -> bytes:
-    return encode(new_record("capture", event=f"e{n}", distinct_id="d", library=library, properties={"n": n}, context={}))
+    return encode(
+        new_record(
+            "capture",
+            event=f"e{n}",
+            distinct_id="d",
+            library=library,
+            properties={"n": n},
+            context={},
+        )
+    )
 
 
 def events(spool: Spool) -> list[str]:
@@ -109,7 +118,13 @@ def test_reader_skips_and_reports_bad_lines(tmp_path: Path) -> None:
     records = [i for _e, i in items if not isinstance(i, BadLine)]
     bad = [i for _e, i in items if isinstance(i, BadLine)]
     assert [r["event"] for r in records] == ["e0", "e1", "e2"]
-    assert [b.reason for b in bad] == ["not JSON", "not JSON", "not an event record", "line too long", "torn line"]
+    assert [b.reason for b in bad] == [
+        "not JSON",
+        "not JSON",
+        "not an event record",
+        "line too long",
+        "torn line",
+    ]
     assert items[-1][0] == path.stat().st_size
     lenient = list(iter_records(str(path), torn_tail_is_bad=False))
     assert len(lenient) == len(items) - 1

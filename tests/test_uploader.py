@@ -42,12 +42,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_delivers_with_original_uuid_time_and_context(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_delivers_with_original_uuid_time_and_context(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     capture(3)
     spool = Spool(str(spool_path))
     foreign = new_record(
-        "capture", event="foreign", distinct_id="d", library="lib", properties={"a": 1},
-        context={"os": "Plan9", "os_version": "4", "python_version": "2.7.18", "library_name": "lib"},
+        "capture",
+        event="foreign",
+        distinct_id="d",
+        library="lib",
+        properties={"a": 1},
+        context={
+            "os": "Plan9",
+            "os_version": "4",
+            "python_version": "2.7.18",
+            "library_name": "lib",
+        },
     )
     spool.append("lib", encode(foreign))
     stored = {r["uuid"]: r for r in spool_records(spool_path)}
@@ -62,9 +73,16 @@ def test_delivers_with_original_uuid_time_and_context(posthog_env: FakePostHog, 
         assert event["distinct_id"] == record["distinct_id"]
         assert event["event"] == record["event"]
     plan9 = received[foreign["uuid"]]["properties"]
-    assert (plan9["$os"], plan9["$os_version"], plan9["$python_version"]) == ("Plan9", "4", "2.7.18")
+    assert (plan9["$os"], plan9["$os_version"], plan9["$python_version"]) == (
+        "Plan9",
+        "4",
+        "2.7.18",
+    )
     assert plan9["a"] == 1
-    assert all(batch.gzip and batch.api_key == KEY and not batch.historical for batch in posthog_env.batches)
+    assert all(
+        batch.gzip and batch.api_key == KEY and not batch.historical
+        for batch in posthog_env.batches
+    )
     assert spool_records(spool_path) == []
 
 
@@ -78,7 +96,9 @@ def test_identify_is_sent_as_identify(posthog_env: FakePostHog) -> None:
 
 
 def test_old_events_go_as_historical_migration(posthog_env: FakePostHog, spool_path: Path) -> None:
-    old = new_record("capture", event="old", distinct_id="d", library="lib", properties={}, context={})
+    old = new_record(
+        "capture", event="old", distinct_id="d", library="lib", properties={}, context={}
+    )
     old["timestamp"] = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
     spool = Spool(str(spool_path))
     spool.append("lib", encode(old))
@@ -88,8 +108,12 @@ def test_old_events_go_as_historical_migration(posthog_env: FakePostHog, spool_p
     assert flags == {"old": True, "e": False}
 
 
-def test_events_older_than_the_age_cap_are_dropped_and_counted(posthog_env: FakePostHog, spool_path: Path) -> None:
-    ancient = new_record("capture", event="ancient", distinct_id="d", library="lib", properties={}, context={})
+def test_events_older_than_the_age_cap_are_dropped_and_counted(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
+    ancient = new_record(
+        "capture", event="ancient", distinct_id="d", library="lib", properties={}, context={}
+    )
     ancient["timestamp"] = (datetime.now(timezone.utc) - timedelta(days=400)).isoformat()
     Spool(str(spool_path)).append("lib", encode(ancient))
     capture(1)
@@ -102,8 +126,12 @@ def test_events_older_than_the_age_cap_are_dropped_and_counted(posthog_env: Fake
 
 def test_each_library_goes_to_its_own_destination(monkeypatch: pytest.MonkeyPatch) -> None:
     with FakePostHog() as first, FakePostHog() as second:
-        Telemetry("a", config=TelemetryConfig(api_key="key_a", endpoint=first.url)).capture("to.first")
-        Telemetry("b", config=TelemetryConfig(api_key="key_b", endpoint=second.url)).capture("to.second")
+        Telemetry("a", config=TelemetryConfig(api_key="key_a", endpoint=first.url)).capture(
+            "to.first"
+        )
+        Telemetry("b", config=TelemetryConfig(api_key="key_b", endpoint=second.url)).capture(
+            "to.second"
+        )
         result = upload(budget=20)
         assert result.ok, result.summary()
         assert [e["event"] for e in first.events] == ["to.first"]
@@ -121,7 +149,9 @@ def test_environment_overrides_recorded_destination(monkeypatch: pytest.MonkeyPa
         assert len(company.events) == 1
 
 
-def test_missing_key_leaves_events_pending_with_a_reason(server: FakePostHog, spool_path: Path) -> None:
+def test_missing_key_leaves_events_pending_with_a_reason(
+    server: FakePostHog, spool_path: Path
+) -> None:
     Telemetry("a", config=TelemetryConfig(endpoint=server.url)).capture("e")
     result = upload(budget=10)
     assert not result.ok
@@ -131,7 +161,9 @@ def test_missing_key_leaves_events_pending_with_a_reason(server: FakePostHog, sp
     assert len(spool_records(spool_path)) == 1
 
 
-def test_unknown_backend_leaves_pending_others_still_go(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_unknown_backend_leaves_pending_others_still_go(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     Telemetry("a", config=TelemetryConfig(backend="nowhere")).capture("stuck")
     Telemetry("b").capture("free")
     result = upload(budget=10)
@@ -195,19 +227,28 @@ def test_entry_point_backend_is_found_by_the_cli(tmp_path: Path, spool_path: Pat
     dist = plugin / "my_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[luxonis_telemetry.backends]\nfilebackend = my_plugin:FileBackend\n")
+    (dist / "entry_points.txt").write_text(
+        "[luxonis_telemetry.backends]\nfilebackend = my_plugin:FileBackend\n"
+    )
     Telemetry("a", config=TelemetryConfig(backend="filebackend")).capture("via.plugin")
     out = tmp_path / "out.jsonl"
     env = dict(os.environ, PYTHONPATH=str(plugin), PLUGIN_OUT=str(out))
     result = subprocess.run(
-        [sys.executable, "-m", "luxonis_telemetry", "upload"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-m", "luxonis_telemetry", "upload"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(out.read_text())["event"] == "via.plugin"
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_errors_keep_events_pending(posthog_env: FakePostHog, spool_path: Path, status: int) -> None:
+def test_server_errors_keep_events_pending(
+    posthog_env: FakePostHog, spool_path: Path, status: int
+) -> None:
     capture(5)
     posthog_env.set_default(Action("status", status))
     result = upload(budget=5)
@@ -228,7 +269,9 @@ def test_retry_after_is_honoured_within_the_budget(posthog_env: FakePostHog) -> 
     assert posthog_env.requests == 3
 
 
-def test_permanent_rejection_is_quarantined_and_does_not_block(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_permanent_rejection_is_quarantined_and_does_not_block(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     capture(3)
     posthog_env.script(Action("status", 400))
     result = upload(budget=10)
@@ -285,7 +328,9 @@ def test_hanging_server_is_bounded_by_the_budget(posthog_env: FakePostHog) -> No
     assert elapsed < 8, elapsed
 
 
-def test_backoff_is_recorded_after_a_network_failure(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_backoff_is_recorded_after_a_network_failure(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     capture(1)
     posthog_env.set_default(Action("status", 503))
     upload(budget=3)
@@ -299,7 +344,9 @@ def test_backoff_is_recorded_after_a_network_failure(posthog_env: FakePostHog, s
     assert "exit_backoff" not in Spool(str(spool_path)).read_state()
 
 
-def test_a_second_uploader_waits_or_reports_busy(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_a_second_uploader_waits_or_reports_busy(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     capture(3)
     lock = Spool(str(spool_path)).upload_lock()
     assert lock.acquire(0)
@@ -316,8 +363,13 @@ def test_two_cli_uploads_at_once_send_each_event_once(posthog_env: FakePostHog) 
     capture(3000)
     posthog_env.set_default(Action(delay=0.02))
     commands = [
-        subprocess.Popen([sys.executable, "-m", "luxonis_telemetry", "upload"], env=dict(os.environ), cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-m", "luxonis_telemetry", "upload"],
+            env=dict(os.environ),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(2)
     ]
     for command in commands:
@@ -333,7 +385,9 @@ def _capture_loop(count: int) -> None:
         telemetry.capture("busy.event", {"n": n, "pid": os.getpid()})
 
 
-def test_captures_during_uploads_are_never_lost_or_doubled(posthog_env: FakePostHog, spool_path: Path) -> None:
+def test_captures_during_uploads_are_never_lost_or_doubled(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -364,8 +418,13 @@ def test_captures_during_uploads_are_never_lost_or_doubled(posthog_env: FakePost
 def test_sigkilled_uploader_loses_nothing(posthog_env: FakePostHog, spool_path: Path) -> None:
     capture(2000)
     posthog_env.set_default(Action(delay=0.3))
-    process = subprocess.Popen([sys.executable, "-m", "luxonis_telemetry", "upload"], env=dict(os.environ), cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "luxonis_telemetry", "upload"],
+        env=dict(os.environ),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while posthog_env.requests < 2 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -9,7 +9,10 @@ as delivered when ``flush()`` returns without raising.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["Backend", "BackendUnavailable", "BatchBackend", "DeliveryError", "Record"]
 

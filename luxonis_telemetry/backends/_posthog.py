@@ -10,9 +10,12 @@ when a backend is built, never at package import.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._base import BackendUnavailable, DeliveryError, Record
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["PostHogBackend", "to_posthog_message"]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import IO, Any, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Optional
 
-from ._base import DeliveryError, Record
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._base import DeliveryError, Record
 
 __all__ = ["MemoryBackend", "NoopBackend", "StdoutBackend"]
 
@@ -78,9 +81,7 @@ class MemoryBackend:
 
     def identify(self, user_id: str, traits: dict[str, Any]) -> None:
         with self._lock:
-            self.records.append(
-                {"type": "identify", "distinct_id": user_id, "properties": traits}
-            )
+            self.records.append({"type": "identify", "distinct_id": user_id, "properties": traits})
 
     def flush(self) -> None:
         pass

@@ -1,0 +1,111 @@
+"""The whole loop a user lives, on this machine only.
+
+A small Typer app instrumented with ``instrument_typer`` runs a few commands;
+``luxonis-telemetry inspect`` and ``status`` show what is pending; ``upload``
+delivers it to a PostHog-compatible receiver on 127.0.0.1; then the same
+for an air-gapped machine with ``export`` and ``upload --from``. Everything
+happens in a temporary folder: your own spool and settings are not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+from luxonis_telemetry.testing import FakePostHog
+
+APP = '''
+import typer
+from luxonis_telemetry import Telemetry, instrument_typer
+
+app = typer.Typer()
+telemetry = Telemetry("demo_trainer", library_version="1.0.0")
+instrument_typer(app, telemetry, allowlist=["epochs", "fmt"])
+
+
+@app.command()
+def train(epochs: int = 10, api_token: str = "not-recorded"):
+    telemetry.capture("train.start", {"epochs": epochs, "model": "yolov8n"})
+    typer.echo(f"trained for {epochs} epochs")
+
+
+@app.command()
+def export(fmt: str = "onnx"):
+    if fmt not in ("onnx", "blob"):
+        raise typer.Exit(2)
+    typer.echo(f"exported to {fmt}")
+
+
+if __name__ == "__main__":
+    app()
+'''
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m$ {text}\033[0m", flush=True)
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> int:
+    banner(" ".join(Path(a).name if a == sys.executable else a for a in args))
+    return subprocess.run(args, env=env, cwd=cwd, check=False).returncode
+
+
+def main() -> None:
+    cli = [sys.executable, "-m", "luxonis_telemetry"]
+    with tempfile.TemporaryDirectory(prefix="luxonis-telemetry-demo-") as folder, FakePostHog() as receiver:
+        work = Path(folder)
+        (work / "trainer.py").write_text(textwrap.dedent(APP))
+        env = {
+            **os.environ,
+            "LUXONIS_TELEMETRY_SPOOL_DIR": str(work / "spool"),
+            "LUXONIS_TELEMETRY_CONFIG_DIR": str(work / "config"),
+            "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "0",
+        }
+        for name in ("LUXONIS_TELEMETRY_ENABLED", "DO_NOT_TRACK", "LUXONIS_TELEMETRY_DEBUG"):
+            env.pop(name, None)
+        print(f"Demo folder: {work}\nPostHog-compatible receiver: {receiver.url}")
+
+        trainer = [sys.executable, "trainer.py"]
+        run([*trainer, "train", "--epochs", "3"], env, work)
+        run([*trainer, "export", "--fmt", "blob"], env, work)
+        run([*trainer, "export", "--fmt", "tflite"], env, work)
+
+        run([*cli, "inspect"], env, work)
+        run([*cli, "upload", "--dry-run"], env, work)
+        run([*cli, "status"], env, work)
+        print("\n(no API key yet: upload leaves everything pending and says why)")
+        run([*cli, "upload"], env, work)
+
+        env["LUXONIS_TELEMETRY_API_KEY"] = "phc_demo_key_0123456789"
+        env["LUXONIS_TELEMETRY_ENDPOINT"] = receiver.url
+        run([*cli, "upload"], env, work)
+        run([*cli, "status"], env, work)
+
+        print("\nThe receiver got:")
+        for event in receiver.events:
+            props = event["properties"]
+            shown = {k: v for k, v in props.items() if not k.startswith("$") and k not in (
+                "session_id", "install_id", "library_name", "library_version", "ci")}
+            print(f"  {event['timestamp'][:19]}  {event['event']:<14} {shown}")
+
+        print("\nAir-gapped machine: export a bundle, carry it, upload it elsewhere.")
+        run([*trainer, "train", "--epochs", "50"], env, work)
+        bundle = work / "events.ltb.gz"
+        run([*cli, "export", str(bundle), "--move"], env, work)
+        run([*cli, "upload", "--from", str(bundle)], env, work)
+        run([*cli, "upload", "--from", str(bundle)], env, work)
+
+        counts = Counter(e["uuid"] for e in receiver.events)
+        print(
+            f"\nReceiver total: {len(receiver.events)} events, {len(counts)} distinct uuids, "
+            f"{sum(c - 1 for c in counts.values())} duplicates."
+        )
+
+
+if __name__ == "__main__":
+    main()
