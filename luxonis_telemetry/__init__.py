@@ -7,12 +7,17 @@ hook) delivers it later. Importing this package loads no network code.
 
 from __future__ import annotations
 
+from ._version import __version__
 from .client import Telemetry, get_telemetry, initialize_telemetry
 from .config import TelemetryConfig
 from .instrument import instrument_typer
-from .uploader import UploadResult, upload
 
-__version__ = "0.1.0"
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:
+    from .uploader import UploadResult, upload
 
 __all__ = [
     "Telemetry",
@@ -24,3 +29,12 @@ __all__ = [
     "instrument_typer",
     "upload",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``upload`` and ``UploadResult`` load on first use: capturing needs neither."""
+    if name in ("upload", "UploadResult"):
+        from . import uploader
+
+        return getattr(uploader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -49,10 +49,13 @@ class ReceivedBatch:
 class FakePostHog:
     """A PostHog ``/batch/`` endpoint on loopback; a context manager."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, keep_events: bool = True) -> None:
+        """``keep_events=False`` keeps only uuid counts (for million-event runs)."""
         self._script: deque[Action] = deque()
         self.default = Action()
         self.batches: list[ReceivedBatch] = []
+        self.keep_events = keep_events
+        self.received: Counter[str] = Counter()
         self.requests = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -108,27 +111,36 @@ class FakePostHog:
             return [event for batch in self.batches for event in batch.events]
 
     def uuid_counts(self) -> Counter[str]:
-        return Counter(str(event.get("uuid")) for event in self.events)
+        """How often each uuid arrived."""
+        with self._lock:
+            return Counter(self.received)
+
+    @property
+    def event_count(self) -> int:
+        with self._lock:
+            return sum(self.received.values())
 
     def wait_for(self, count: int, timeout: float = 30.0) -> bool:
         """Poll until ``count`` events arrived (True) or ``timeout`` passed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.events) >= count:
+            if self.event_count >= count:
                 return True
             time.sleep(0.02)
-        return len(self.events) >= count
+        return self.event_count >= count
 
     def _receive(self, body: bytes, gzipped: bool) -> None:
         data = json.loads(gzip.decompress(body) if gzipped else body)
+        events = list(data.get("batch", []))
         batch = ReceivedBatch(
             api_key=data.get("api_key"),
             gzip=gzipped,
             historical=bool(data.get("historical_migration")),
-            events=list(data.get("batch", [])),
+            events=events if self.keep_events else [],
         )
         with self._lock:
             self.batches.append(batch)
+            self.received.update(str(event.get("uuid")) for event in events)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -32,7 +32,7 @@ __all__ = [
     "upload",
 ]
 
-BATCH_EVENTS = 500
+BATCH_EVENTS = 1000
 BATCH_BYTES = 4 * 1024 * 1024  # PostHog accepts up to 5 MiB per batch
 MAX_ATTEMPTS = 3
 HISTORICAL_AFTER = timedelta(hours=48)
@@ -229,6 +229,7 @@ class _Run:
         batch_key: Optional[tuple[Destination, bool]] = None
         committed = position = previous = start
         quarantine: list[dict[str, Any]] = []
+        destinations: dict[str, Destination] = {}
 
         def flush() -> bool:
             nonlocal batch, batch_bytes, committed
@@ -256,7 +257,9 @@ class _Run:
                 if not batch:
                     position = item_end
                 continue
-            destination = self.destination_of(item["library"])
+            destination = destinations.get(item["library"])
+            if destination is None:
+                destination = destinations[item["library"]] = self.destination_of(item["library"])
             if self.deliverer.backend(destination) is None:
                 flush()
                 self._note_unavailable(item["library"], destination)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from luxonis_telemetry.testing import FakePostHog
 
-APP = '''
+APP = """
 import typer
 from luxonis_telemetry import Telemetry, instrument_typer
 
@@ -43,7 +43,7 @@ def export(fmt: str = "onnx"):
 
 if __name__ == "__main__":
     app()
-'''
+"""
 
 
 def banner(text: str) -> None:
@@ -57,7 +57,10 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> int:
 
 def main() -> None:
     cli = [sys.executable, "-m", "luxonis_telemetry"]
-    with tempfile.TemporaryDirectory(prefix="luxonis-telemetry-demo-") as folder, FakePostHog() as receiver:
+    with (
+        tempfile.TemporaryDirectory(prefix="luxonis-telemetry-demo-") as folder,
+        FakePostHog() as receiver,
+    ):
         work = Path(folder)
         (work / "trainer.py").write_text(textwrap.dedent(APP))
         env = {
@@ -89,8 +92,12 @@ def main() -> None:
         print("\nThe receiver got:")
         for event in receiver.events:
             props = event["properties"]
-            shown = {k: v for k, v in props.items() if not k.startswith("$") and k not in (
-                "session_id", "install_id", "library_name", "library_version", "ci")}
+            shown = {
+                k: v
+                for k, v in props.items()
+                if not k.startswith("$")
+                and k not in ("session_id", "install_id", "library_name", "library_version", "ci")
+            }
             print(f"  {event['timestamp'][:19]}  {event['event']:<14} {shown}")
 
         print("\nAir-gapped machine: export a bundle, carry it, upload it elsewhere.")

@@ -10,12 +10,18 @@ when a backend is built, never at package import.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Optional
 
-from ._base import BackendUnavailable, DeliveryError, Record
+from .._version import __version__
+from ._base import BackendUnavailable, DeliveryError
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from ._protocols import Record
 
 __all__ = ["PostHogBackend", "to_posthog_message"]
 
@@ -26,6 +32,7 @@ _RENAMED_CONTEXT = {
     "python_version": "$python_version",
 }
 _FLUSH_BATCH = 500
+_LIB_PROPERTIES = {"$lib": LIB_NAME, "$lib_version": __version__, "$geoip_disable": True}
 
 
 def to_posthog_message(record: Record) -> dict[str, Any]:
@@ -34,14 +41,9 @@ def to_posthog_message(record: Record) -> dict[str, Any]:
     The spooled os/python facts are those of the capturing machine; PostHog
     receives them as they are, not the uploading machine's.
     """
-    from .. import __version__
-
-    properties: dict[str, Any] = {}
-    for key, value in record.get("context", {}).items():
-        properties[_RENAMED_CONTEXT.get(key, key)] = value
-    properties["$lib"] = LIB_NAME
-    properties["$lib_version"] = __version__
-    properties["$geoip_disable"] = True
+    renamed = _RENAMED_CONTEXT
+    properties = {renamed.get(key, key): value for key, value in record["context"].items()}
+    properties.update(_LIB_PROPERTIES)
     if record.get("type") == "identify":
         properties["$set"] = record.get("properties", {})
         event = "$identify"

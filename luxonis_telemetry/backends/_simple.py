@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import IO, TYPE_CHECKING, Any, Optional
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from typing import IO, Any, Optional
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._base import DeliveryError, Record
+    from ._base import DeliveryError
+    from ._protocols import Record
 
 __all__ = ["MemoryBackend", "NoopBackend", "StdoutBackend"]
 
