@@ -171,3 +171,17 @@ def test_import_survives_garbage_environment() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("xdg", [True, False])
+def test_folders_match_platformdirs(monkeypatch: pytest.MonkeyPatch, home: Path, xdg: bool) -> None:
+    import platformdirs
+
+    from luxonis_telemetry.config import config_dir, spool_dir
+
+    if not xdg:
+        monkeypatch.delenv("XDG_STATE_HOME")
+        monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert config_dir() == platformdirs.user_config_dir("luxonis-telemetry", appauthor=False)
+    expected = platformdirs.user_state_dir("luxonis-telemetry", appauthor=False)
+    assert spool_dir() == str(Path(expected) / "spool")
