@@ -10,6 +10,7 @@ forever: telemetry must not hang its host.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 
@@ -50,6 +51,18 @@ class ProcessLock:
         fd = self._fd
         if fd is None:
             fd = self._fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+        if not self._wait(fd, timeout):
+            return False
+        if os.fstat(fd).st_nlink == 0:
+            # The file was deleted (the whole spool removed?): a lock on it
+            # excludes nobody. The caller recreates the folder and retries.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            self.close()
+            raise FileNotFoundError(errno.ENOENT, "lock file vanished", self.path)
+        return True
+
+    @staticmethod
+    def _wait(fd: int, timeout: Optional[float]) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True

@@ -258,18 +258,38 @@ class Spool:
         return self._lock
 
     @contextlib.contextmanager
-    def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         """Hold the append lock: appends, seals, caps and state change under it."""
         with self._thread_lock:
-            self._after_fork_check()
-            self.ensure_folder()
-            lock = self._process_lock()
-            if not lock.acquire(timeout):
-                raise LockTimeout(errno.EAGAIN, "spool lock busy", lock.path)
+            lock = self._take_lock()
             try:
                 yield
             finally:
                 lock.release()
+
+    def _take_lock(self) -> ProcessLock:
+        """The held process lock (caller holds the thread lock).
+
+        If the folder vanished under us (deleted by hand while we run), it is
+        created again once, with a fresh lock file, rather than locking a
+        deleted file that excludes nobody.
+        """
+        if self._pid != os.getpid():
+            self._after_fork_check()
+        for attempt in (1, 2):
+            if not self._ready:
+                self.ensure_folder()
+            lock = self._lock or self._process_lock()
+            try:
+                if not lock.acquire(LOCK_TIMEOUT):
+                    raise LockTimeout(errno.EAGAIN, "spool lock busy", lock.path)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                self.forget_descriptors()
+                continue
+            return lock
+        raise AssertionError("unreachable")
 
     def _after_fork_check(self) -> None:
         if self._pid != os.getpid():
@@ -298,13 +318,7 @@ class Spool:
         """Append one encoded line for ``library``; raises ``OSError`` on failure."""
         key = self._keys.get(library) or self._key_for(library)
         with self._thread_lock:
-            if self._pid != os.getpid():
-                self._after_fork_check()
-            if not self._ready:
-                self.ensure_folder()
-            lock = self._lock or self._process_lock()
-            if not lock.acquire(LOCK_TIMEOUT):
-                raise LockTimeout(errno.EAGAIN, "spool lock busy", lock.path)
+            lock = self._take_lock()
             try:
                 self._append_locked(key, line)
             finally:
