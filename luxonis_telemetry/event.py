@@ -45,7 +45,7 @@ MAX_RECORD_BYTES = 256 * 1024
 
 _SECRET_KEY = re.compile(
     r"pass(word|wd|phrase)?|secret|token|api[-_ ]?key|access[-_ ]?key|"
-    r"private[-_ ]?key|auth(?!or)|credential|cookie|session[-_ ]?key|signature|dsn",
+    r"private[-_ ]?key|auth(?!ors?(?![a-z]))|credential|cookie|session[-_ ]?key|signature|dsn",
     re.IGNORECASE,
 )
 _RECORD_TYPES = frozenset({"capture", "identify"})
