@@ -22,7 +22,11 @@ runner = CliRunner()
 
 
 def good(n: int) -> bytes:
-    return encode(new_record("capture", event="good", distinct_id="d", library="lib", properties={"n": n}, context={}))
+    return encode(
+        new_record(
+            "capture", event="good", distinct_id="d", library="lib", properties={"n": n}, context={}
+        )
+    )
 
 
 CORRUPTIONS = {
@@ -53,7 +57,9 @@ def test_every_corruption_at_once(
     result = upload(budget=60)
     assert result.ok, result.summary()
     assert result.sent == len(CORRUPTIONS) + 1, result
-    assert sorted(e["properties"]["n"] for e in posthog_env.events) == list(range(len(CORRUPTIONS) + 1))
+    assert sorted(e["properties"]["n"] for e in posthog_env.events) == list(
+        range(len(CORRUPTIONS) + 1)
+    )
     assert result.failed == expected_bad
     quarantine = (spool_path / "quarantine.jsonl").read_text().splitlines()
     assert len(quarantine) == expected_bad
@@ -78,20 +84,29 @@ def test_corrupt_active_file_does_not_block_capture_or_inspect(spool_path: Path)
 
     _state.reset()
     Telemetry("lib").capture("after")
-    listed = [json.loads(x)["event"] for x in runner.invoke(app, ["inspect", "--json"]).stdout.splitlines()]
+    listed = [
+        json.loads(x)["event"]
+        for x in runner.invoke(app, ["inspect", "--json"]).stdout.splitlines()
+    ]
     assert listed == ["before", "after"]
 
 
 line_strategy = st.one_of(
     st.integers(min_value=0, max_value=10**6).map(lambda n: ("good", n)),
     st.binary(max_size=300).map(lambda b: ("junk", b)),
-    st.sampled_from([b"\x00" * 50, b"\xff\xfe", b"{}", b"null", b'{"v":1}', b"[", b"\r"]).map(lambda b: ("junk", b)),
+    st.sampled_from([b"\x00" * 50, b"\xff\xfe", b"{}", b"null", b'{"v":1}', b"[", b"\r"]).map(
+        lambda b: ("junk", b)
+    ),
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(line_strategy, max_size=40), st.booleans())
-def test_reader_never_raises_and_never_loses_a_good_record(tmp_path: Path, lines: list[Any], torn: bool) -> None:
+def test_reader_never_raises_and_never_loses_a_good_record(
+    tmp_path: Path, lines: list[Any], torn: bool
+) -> None:
     path = tmp_path / "fuzz.jsonl"
     wanted = []
     data = b""
@@ -105,7 +120,11 @@ def test_reader_never_raises_and_never_loses_a_good_record(tmp_path: Path, lines
         data += b'{"v":1,"type":"cap'
     path.write_bytes(data)
     items = list(iter_records(str(path)))
-    found = [item["properties"]["n"] for _end, item in items if not isinstance(item, BadLine) and item["event"] == "good"]
+    found = [
+        item["properties"]["n"]
+        for _end, item in items
+        if not isinstance(item, BadLine) and item["event"] == "good"
+    ]
     assert found == wanted
     ends = [end for end, _item in items]
     assert ends == sorted(ends)

@@ -57,14 +57,19 @@ def test_lock_file_cannot_be_opened(spool_path: Path) -> None:
 def test_lock_held_forever_drops_after_a_bounded_wait(spool_path: Path) -> None:
     Telemetry("a").capture("first")
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "print('held', flush=True)\n"
-         "sys.stdin.read()\n",
-         str(spool_path / "lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(spool_path / "lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None
@@ -125,8 +130,14 @@ def test_spool_deleted_while_a_process_appends(spool_path: Path) -> None:
         "        t.capture('e', {'n': n}); n += 1\n"
         "    print(t.dropped, flush=True)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+    )
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.write("50\n")
@@ -167,15 +178,21 @@ def test_symlink_planted_as_a_spool_file_is_not_followed(spool_path: Path, tmp_p
     assert victim.read_text() == "keep me\n"
 
 
-def test_spool_path_is_a_file_for_cli_and_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_spool_path_is_a_file_for_cli_and_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     target = tmp_path / "file"
     target.write_text("x")
     monkeypatch.setenv("LUXONIS_TELEMETRY_SPOOL_DIR", str(target))
-    result = run_python("from luxonis_telemetry import Telemetry; t = Telemetry('a'); t.capture('e'); print(t.dropped)")
+    result = run_python(
+        "from luxonis_telemetry import Telemetry; t = Telemetry('a'); t.capture('e'); print(t.dropped)"
+    )
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "1", "")
     cli = runner.invoke(app, ["inspect"])
     assert cli.exit_code == 1
-    assert cli.stderr.strip().splitlines() == [f"luxonis-telemetry: error: spool path {target} is not a folder"]
+    assert cli.stderr.strip().splitlines() == [
+        f"luxonis-telemetry: error: spool path {target} is not a folder"
+    ]
 
 
 def test_sigkill_during_state_write_leaves_readable_state(spool_path: Path) -> None:
@@ -189,7 +206,9 @@ def test_sigkill_during_state_write_leaves_readable_state(spool_path: Path) -> N
         "    n += 1\n"
         "    if n == 20: print('go', flush=True)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code, str(spool_path)], stdout=subprocess.PIPE, cwd=REPO)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(spool_path)], stdout=subprocess.PIPE, cwd=REPO
+    )
     assert process.stdout is not None
     process.stdout.readline()
     os.kill(process.pid, signal.SIGKILL)

@@ -63,7 +63,9 @@ def full_program(env: dict[str, str], server: FakePostHog) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["ENABLED=0", "DO_NOT_TRACK=1", "disable"])
-def test_opt_out_creates_no_file_and_opens_no_socket(home: Path, server: FakePostHog, how: str) -> None:
+def test_opt_out_creates_no_file_and_opens_no_socket(
+    home: Path, server: FakePostHog, how: str
+) -> None:
     env = dict(os.environ)
     if how == "disable":
         assert runner.invoke(app, ["disable"]).exit_code == 0
@@ -85,7 +87,11 @@ def test_enabled_program_for_comparison_does_write(home: Path, server: FakePostH
 
 
 def test_api_key_appears_only_in_the_private_destinations_record(
-    home: Path, spool_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    home: Path,
+    spool_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import logging
 
@@ -95,13 +101,21 @@ def test_api_key_appears_only_in_the_private_destinations_record(
         telemetry.capture("e", {"note": f"key={KEY}", "nested": {"deeper": [KEY]}})
         telemetry.identify("u", {"k": KEY})
         outputs = []
-        for args in (["status"], ["status", "--json"], ["inspect"], ["inspect", "--json"], ["upload", "--dry-run"],
-                     ["upload", "--dry-run", "--json"]):
+        for args in (
+            ["status"],
+            ["status", "--json"],
+            ["inspect"],
+            ["inspect", "--json"],
+            ["upload", "--dry-run"],
+            ["upload", "--dry-run", "--json"],
+        ):
             result = runner.invoke(app, args)
             outputs.append(result.output)
         bundle = tmp_path / "b.gz"
         outputs.append(runner.invoke(app, ["export", str(bundle)]).output)
-        monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", "http://127.0.0.1:1")  # refused: error text
+        monkeypatch.setenv(
+            "LUXONIS_TELEMETRY_ENDPOINT", "http://127.0.0.1:1"
+        )  # refused: error text
         outputs.append(runner.invoke(app, ["upload", "--timeout", "2"]).output)
         monkeypatch.delenv("LUXONIS_TELEMETRY_ENDPOINT")
         outputs.append(runner.invoke(app, ["upload"]).output)
@@ -122,7 +136,9 @@ def test_api_key_appears_only_in_the_private_destinations_record(
     assert KEY not in repr(telemetry.config)
 
 
-def test_permissions_hold_under_a_permissive_umask(home: Path, spool_path: Path, tmp_path: Path) -> None:
+def test_permissions_hold_under_a_permissive_umask(
+    home: Path, spool_path: Path, tmp_path: Path
+) -> None:
     code = (
         "import os, sys\n"
         "os.umask(0)\n"
@@ -134,8 +150,14 @@ def test_permissions_hold_under_a_permissive_umask(home: Path, spool_path: Path,
         "main()\n"
     )
     bundle = tmp_path / "out.gz"
-    result = subprocess.run([sys.executable, "-c", code, str(bundle)], env=dict(os.environ), cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bundle)],
+        env=dict(os.environ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(spool_path.stat().st_mode) == 0o700
     for path in spool_path.iterdir():
@@ -150,7 +172,10 @@ def test_redaction_of_secrets_and_home_paths_in_nested_values(home: Path, spool_
     telemetry.capture(
         "e",
         {
-            "config": {"db": {"password": "pw1", "hosts": [{"auth_token": "tok"}]}, "paths": [str(home / "data")]},
+            "config": {
+                "db": {"password": "pw1", "hosts": [{"auth_token": "tok"}]},
+                "paths": [str(home / "data")],
+            },
             "tuple": (str(home / "x"), {"client_secret": "s3"}),
             "Authorization": "Bearer abc",
         },

@@ -41,7 +41,9 @@ def capture(count: int) -> None:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_uploader_under_fault_then_recovery(posthog_env: FakePostHog, spool_path: Path, fault: str) -> None:
+def test_uploader_under_fault_then_recovery(
+    posthog_env: FakePostHog, spool_path: Path, fault: str
+) -> None:
     capture(20)
     posthog_env.set_default(FAULTS[fault][0])
     started = time.monotonic()
@@ -68,7 +70,9 @@ def test_retry_after_then_success_in_one_run(posthog_env: FakePostHog) -> None:
     assert time.monotonic() - started >= 1.0
 
 
-def test_connection_refused_then_recovery(posthog_env: FakePostHog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_refused_then_recovery(
+    posthog_env: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     capture(10)
     monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
@@ -81,7 +85,9 @@ def test_connection_refused_then_recovery(posthog_env: FakePostHog, monkeypatch:
 
 
 @pytest.mark.parametrize("status", [400, 413])
-def test_permanent_rejection_is_quarantined(posthog_env: FakePostHog, spool_path: Path, status: int) -> None:
+def test_permanent_rejection_is_quarantined(
+    posthog_env: FakePostHog, spool_path: Path, status: int
+) -> None:
     capture(4)
     posthog_env.set_default(Action("status", status))
     result = upload(budget=BUDGET)
@@ -105,8 +111,14 @@ EXIT_PROGRAM = "from luxonis_telemetry import Telemetry\nt = Telemetry('faulty')
 
 
 @pytest.mark.parametrize("fault", ["refused", *FAULTS, "400"])
-def test_exit_hook_under_fault(posthog_env: FakePostHog, spool_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1", "LUXONIS_TELEMETRY_EXIT_TIMEOUT": "3"}
+def test_exit_hook_under_fault(
+    posthog_env: FakePostHog, spool_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        **os.environ,
+        "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1",
+        "LUXONIS_TELEMETRY_EXIT_TIMEOUT": "3",
+    }
     if fault == "refused":
         env["LUXONIS_TELEMETRY_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     elif fault == "400":
