@@ -34,6 +34,7 @@ __all__ = [
 
 BATCH_EVENTS = 1000
 BATCH_BYTES = 4 * 1024 * 1024  # PostHog accepts up to 5 MiB per batch
+MAX_EVENT_BYTES = 900 * 1024  # PostHog drops larger events
 MAX_ATTEMPTS = 3
 HISTORICAL_AFTER = timedelta(hours=48)
 BACKOFF_FIRST = 60.0
@@ -247,6 +248,12 @@ class _Run:
             size, previous = item_end - previous, item_end
             if isinstance(item, BadLine):
                 quarantine.append(_bad_entry(item, source))
+                self.result.failed += 1
+                if not batch:
+                    position = item_end
+                continue
+            if size > MAX_EVENT_BYTES:
+                quarantine.append(_bad_entry(BadLine("event over 900 KiB", b"", size), source))
                 self.result.failed += 1
                 if not batch:
                     position = item_end

@@ -451,3 +451,16 @@ def test_dry_run_sends_nothing_and_names_destinations(posthog_env: FakePostHog) 
     assert result.pending == 2
     [(where, count)] = result.planned.items()
     assert posthog_env.url in where and count == 2
+
+
+def test_events_over_900_kib_are_quarantined_not_sent(posthog_env: FakePostHog, spool_path: Path) -> None:
+    huge = new_record("capture", event="huge", distinct_id="d", library="lib", properties={"blob": "x" * 950_000}, context={})
+    spool = Spool(str(spool_path))
+    spool.ensure_folder()
+    (spool_path / "active.lib.jsonl").write_bytes(json.dumps(huge).encode() + b"\n")
+    capture(2)
+    result = upload(budget=20)
+    assert result.ok
+    assert result.failed == 1
+    assert [e["event"] for e in posthog_env.events] == ["e", "e"]
+    assert "over 900 KiB" in (spool_path / "quarantine.jsonl").read_text()
