@@ -246,21 +246,8 @@ class _Run:
 
         for item_end, item in items:
             size, previous = item_end - previous, item_end
-            if isinstance(item, BadLine):
-                quarantine.append(_bad_entry(item, source))
-                self.result.failed += 1
-                if not batch:
-                    position = item_end
-                continue
-            if size > MAX_EVENT_BYTES:
-                quarantine.append(_bad_entry(BadLine("event over 900 KiB", b"", size), source))
-                self.result.failed += 1
-                if not batch:
-                    position = item_end
-                continue
-            stamp = _parse_time(item["timestamp"])
-            if stamp is not None and self.now - stamp > self.max_age:
-                self.result.skipped += 1
+            keep, stamp = self._screen(item, size, source, quarantine)
+            if not keep:
                 if not batch:
                     position = item_end
                 continue
@@ -296,6 +283,24 @@ class _Run:
         if end and committed < end:
             commit(end)
         return True
+
+    def _screen(
+        self, item: Any, size: int, source: str, quarantine: list[dict[str, Any]]
+    ) -> tuple[bool, Optional[datetime]]:
+        """Whether ``item`` is to be sent (and its time); the rest is set aside, counted."""
+        if isinstance(item, BadLine):
+            quarantine.append(_bad_entry(item, source))
+            self.result.failed += 1
+            return False, None
+        if size > MAX_EVENT_BYTES:
+            quarantine.append(_bad_entry(BadLine("event over 900 KiB", b"", size), source))
+            self.result.failed += 1
+            return False, None
+        stamp = _parse_time(item["timestamp"])
+        if stamp is not None and self.now - stamp > self.max_age:
+            self.result.skipped += 1
+            return False, stamp
+        return True, stamp
 
     def _deliver(
         self,
