@@ -7,6 +7,7 @@ traceback. Exit codes: 0 done, 1 something left pending or failed, 2 usage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 import typer
 
 from . import __version__
-from .bundle import BundleError, export_bundle, upload_bundle
 from .config import (
     TelemetryConfig,
     config_dir,
@@ -68,8 +68,6 @@ def friendly(func: F) -> F:
             raise
         except CliError as exc:
             raise _fail(str(exc), exc.code) from None
-        except BundleError as exc:
-            raise _fail(str(exc)) from None
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             raise _fail(f"{exc.strerror or exc}{where}") from None
@@ -77,6 +75,17 @@ def friendly(func: F) -> F:
             raise _fail(f"unexpected {type(exc).__name__}: {exc}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _bundle_errors() -> Iterator[None]:
+    """A bad bundle is a one-line error (``bundle`` loads only for the commands using it)."""
+    from .bundle import BundleError
+
+    try:
+        yield
+    except BundleError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _spool() -> Spool:
@@ -283,9 +292,12 @@ def upload_command(
         return
     with _progress(spool, bundle, quiet=as_json) as tick:
         if bundle:
-            result = upload_bundle(
-                bundle, spool, budget=timeout, endpoint=endpoint, backend=backend, progress=tick
-            )
+            from .bundle import upload_bundle
+
+            with _bundle_errors():
+                result = upload_bundle(
+                    bundle, spool, budget=timeout, endpoint=endpoint, backend=backend, progress=tick
+                )
         else:
             result = upload(
                 budget=timeout, spool=spool, endpoint=endpoint, backend=backend, progress=tick
@@ -554,7 +566,10 @@ def export(
         raise CliError("nothing to export: no events were ever recorded here")
     if os.path.isdir(path):
         raise CliError(f"{path} is a folder; give a file name such as events.ltb.gz", 2)
-    info = export_bundle(spool, path, move=move)
+    from .bundle import export_bundle
+
+    with _bundle_errors():
+        info = export_bundle(spool, path, move=move)
     verb = "moved" if move else "copied"
     typer.echo(f"{verb} {info.count} event(s) to {path} (sha256 {info.sha256[:16]}…)")
 

@@ -254,7 +254,11 @@ def bench_upload(folder: Path, quick: bool) -> None:
     for attempt in range(3):
         with FakePostHog(keep_events=False) as server:
             env = base_env(folder / f"upload{attempt}")
-            env.update(LUXONIS_TELEMETRY_API_KEY="phc_bench", LUXONIS_TELEMETRY_ENDPOINT=server.url)
+            env.update(
+                LUXONIS_TELEMETRY_API_KEY="phc_bench",
+                LUXONIS_TELEMETRY_ENDPOINT=server.url,
+                LUXONIS_TELEMETRY_MAX_SPOOL_MB="10240",  # hold them all: no cap drops
+            )
             fill_spool(env, count)
             out, _, _ = run_measured(UPLOAD_OURS, env)
             result = json.loads(out)
@@ -284,9 +288,12 @@ def bench_million(folder: Path, quick: bool) -> None:
     print(f"{count:,}-event spool: upload and inspect --json (peak RSS)", flush=True)
     with FakePostHog(keep_events=False) as server:
         env = base_env(folder / "million")
-        env.update(LUXONIS_TELEMETRY_API_KEY="phc_bench", LUXONIS_TELEMETRY_ENDPOINT=server.url)
+        env.update(
+            LUXONIS_TELEMETRY_API_KEY="phc_bench",
+            LUXONIS_TELEMETRY_ENDPOINT=server.url,
+            LUXONIS_TELEMETRY_MAX_SPOOL_MB="10240",
+        )
         fill_spool(env, count)
-        env["LUXONIS_TELEMETRY_MAX_SPOOL_MB"] = "10240"
         code = (
             "import sys; from luxonis_telemetry.cli import main; "
             "sys.argv = ['x', 'inspect', '--json']; main()"

@@ -453,8 +453,17 @@ def test_dry_run_sends_nothing_and_names_destinations(posthog_env: FakePostHog) 
     assert posthog_env.url in where and count == 2
 
 
-def test_events_over_900_kib_are_quarantined_not_sent(posthog_env: FakePostHog, spool_path: Path) -> None:
-    huge = new_record("capture", event="huge", distinct_id="d", library="lib", properties={"blob": "x" * 950_000}, context={})
+def test_events_over_900_kib_are_quarantined_not_sent(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
+    huge = new_record(
+        "capture",
+        event="huge",
+        distinct_id="d",
+        library="lib",
+        properties={"blob": "x" * 950_000},
+        context={},
+    )
     spool = Spool(str(spool_path))
     spool.ensure_folder()
     (spool_path / "active.lib.jsonl").write_bytes(json.dumps(huge).encode() + b"\n")
