@@ -232,26 +232,26 @@ def persisted_choice(environ: Optional[Mapping[str, str]] = None) -> Optional[bo
     return value if isinstance(value, bool) else None
 
 
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+)
+
+
 def is_ci(environ: Optional[Mapping[str, str]] = None) -> bool:
-    """True on the common CI services, which all set one of these."""
+    """True on the common CI services: ``CI`` is truthy or one of ``CI_VARIABLES`` is set."""
     env = os.environ if environ is None else environ
     if parse_bool(env.get("CI")):
         return True
-    return any(
-        env.get(name)
-        for name in (
-            "GITHUB_ACTIONS",
-            "GITLAB_CI",
-            "BUILDKITE",
-            "CIRCLECI",
-            "TRAVIS",
-            "JENKINS_URL",
-            "TEAMCITY_VERSION",
-            "TF_BUILD",
-            "BITBUCKET_BUILD_NUMBER",
-            "CODEBUILD_BUILD_ID",
-        )
-    )
+    return any(env.get(name) for name in CI_VARIABLES)
 
 
 def running_under_test_or_ci(environ: Optional[Mapping[str, str]] = None) -> bool:

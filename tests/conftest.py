@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from luxonis_telemetry import _state
+from luxonis_telemetry.config import CI_VARIABLES
 from luxonis_telemetry.testing import FakePostHog
 
 REPO = Path(__file__).resolve().parent.parent
-_CI_VARS = (
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "BUILDKITE",
-    "CIRCLECI",
-    "TRAVIS",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "TF_BUILD",
-    "BITBUCKET_BUILD_NUMBER",
-    "CODEBUILD_BUILD_ID",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +26,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"
     home.mkdir()
     for name in list(os.environ):
-        if name.startswith("LUXONIS_TELEMETRY_") or name in _CI_VARS or name == "DO_NOT_TRACK":
+        if (
+            name.startswith("LUXONIS_TELEMETRY_")
+            or name in ("CI", *CI_VARIABLES)
+            or name == "DO_NOT_TRACK"
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
@@ -103,3 +97,34 @@ def run_python(
         cwd=cwd,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for connection-refused cases)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def helpers_of(spool: Path) -> list[int]:
+    """Pids of exit helpers working on ``spool`` (they run with it as cwd)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/cwd") == str(spool):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

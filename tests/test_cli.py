@@ -270,24 +270,6 @@ def test_damaged_bundles_are_refused_and_nothing_is_sent(
     assert posthog_env.requests == 0
 
 
-def test_spool_path_that_is_a_file_is_one_clear_line(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    blocker = tmp_path / "blocker"
-    blocker.write_text("x")
-    monkeypatch.setenv("LUXONIS_TELEMETRY_SPOOL_DIR", str(blocker))
-    for command in (
-        ["inspect"],
-        ["upload"],
-        ["purge", "--yes"],
-        ["export", str(tmp_path / "b.gz")],
-    ):
-        result = cli(*command)
-        assert result.exit_code == 1
-        assert "is not a folder" in one_error_line(result)
-    assert "is not a folder" in cli("status").stdout
-
-
 def console_script() -> str:
     script = Path(sys.executable).parent / "luxonis-telemetry"
     found = str(script) if script.exists() else shutil.which("luxonis-telemetry")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
-from tests.conftest import run_python, spool_records
+from tests.conftest import free_port, helpers_of, run_python, spool_records, wait_until
 
 PROGRAM = """
 import logging, sys
@@ -22,29 +21,6 @@ for n in range(10):
     t.capture("work", {"n": n})
 sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 """
-
-
-def helpers_of(spool: Path) -> list[int]:
-    """Pids of exit helpers working on ``spool`` (they run with it as cwd)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/cwd") == str(spool):
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def wait_until(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return bool(predicate())  # type: ignore[operator]
 
 
 def run_program(**env: str) -> tuple[float, str, int]:
@@ -58,12 +34,6 @@ def run_program(**env: str) -> tuple[float, str, int]:
 def exit_env(posthog_env: FakePostHog, monkeypatch: pytest.MonkeyPatch) -> FakePostHog:
     monkeypatch.setenv("LUXONIS_TELEMETRY_EXIT_TIMEOUT", "3")
     return posthog_env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_healthy_endpoint_gets_the_events_soon_after_exit(

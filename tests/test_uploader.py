@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from luxonis_telemetry.backends import DeliveryError, MemoryBackend
 from luxonis_telemetry.event import encode, new_record
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
-from tests.conftest import REPO, spool_records
+from tests.conftest import REPO, free_port, spool_records
 
 KEY = "phc_test_key_123"
 
@@ -34,12 +33,6 @@ def capture(count: int, library: str = "lib", **props: Any) -> list[str]:
 def spool_records_for(library: str) -> list[dict[str, Any]]:
     spool_dir = Path(os.environ["XDG_STATE_HOME"]) / "luxonis-telemetry" / "spool"
     return [r for r in spool_records(spool_dir) if r["library"] == library]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_delivers_with_original_uuid_time_and_context(

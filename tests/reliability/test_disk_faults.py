@@ -188,11 +188,13 @@ def test_spool_path_is_a_file_for_cli_and_host(
         "from luxonis_telemetry import Telemetry; t = Telemetry('a'); t.capture('e'); print(t.dropped)"
     )
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "1", "")
-    cli = runner.invoke(app, ["inspect"])
-    assert cli.exit_code == 1
-    assert cli.stderr.strip().splitlines() == [
-        f"luxonis-telemetry: error: spool path {target} is not a folder"
-    ]
+    for command in (["inspect"], ["upload"], ["purge", "--yes"], ["export", str(tmp_path / "b")]):
+        cli = runner.invoke(app, command)
+        assert cli.exit_code == 1
+        assert cli.stderr.strip().splitlines() == [
+            f"luxonis-telemetry: error: spool path {target} is not a folder"
+        ]
+    assert "is not a folder" in runner.invoke(app, ["status"]).stdout
 
 
 def test_sigkill_during_state_write_leaves_readable_state(spool_path: Path) -> None:

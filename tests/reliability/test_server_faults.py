@@ -4,7 +4,6 @@ and that everything is delivered (or quarantined) once the server is healthy."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from luxonis_telemetry import Telemetry, upload
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
-from tests.conftest import run_python, spool_records
-from tests.test_exit import helpers_of, wait_until
+from tests.conftest import free_port, helpers_of, run_python, spool_records, wait_until
 
 BUDGET = 4.0
 FAULTS = {
@@ -26,12 +24,6 @@ FAULTS = {
     "slow": [Action(delay=1.5)],
     "hang": [Action("hang")],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def capture(count: int) -> None:
