@@ -228,7 +228,7 @@ class Telemetry:
 
     def _remember_destination(self, spool: Spool) -> None:
         recorded = _state.state.recorded.setdefault(spool.path, {})
-        if recorded.get(self.library_name) == self.config:
+        if recorded.get(self.library_name) is self.config:
             return
         recorded[self.library_name] = self.config
         try:

@@ -321,3 +321,33 @@ def test_errors_in_a_real_process_are_one_line(tmp_path: Path) -> None:
     )
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr
+
+
+def test_progress_bar_on_a_terminal_only(posthog_env: FakePostHog) -> None:
+    import pty
+
+    telemetry = Telemetry("bulk")
+    for n in range(2500):
+        telemetry.capture("e", {"n": n})
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    process = subprocess.Popen(
+        [console_script(), "upload"], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert "uploading" in text  # rich drew its bar on the terminal
+    assert "sent 2500, pending 0" in text
+    piped = cli("upload")  # not a terminal: summary only
+    assert "uploading" not in piped.stdout
