@@ -480,8 +480,12 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
     if info["destinations"]:
         lines.append("destinations:")
         for library, where in info["destinations"].items():
-            key = where["api_key"] or "no key (events stay pending)"
-            lines.append(f"  {library}: {where['backend']} {where['endpoint']} key {key}")
+            target = " ".join(part for part in (where["backend"], where["endpoint"]) if part)
+            if where["api_key"]:
+                target += f" key {where['api_key']}"
+            elif where["backend"] == "posthog":
+                target += " (no API key: events stay pending)"
+            lines.append(f"  {library}: {target}")
     typer.echo("\n".join(lines))
 
 

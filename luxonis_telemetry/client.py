@@ -236,7 +236,7 @@ class Telemetry:
                 self.library_name,
                 {
                     "backend": self.config.effective_backend,
-                    "endpoint": self.config.effective_endpoint,
+                    "endpoint": self.config.endpoint,
                     "api_key": self.config.api_key,
                 },
             )

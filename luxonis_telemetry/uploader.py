@@ -99,12 +99,12 @@ def resolve_destinations(
     def lookup(library: str) -> Destination:
         known = recorded.get(library, {})
         name = backend or env_backend or _text(known.get("backend")) or "posthog"
+        where = endpoint or env_endpoint or _text(known.get("endpoint"))
+        if where is None and name == "posthog":
+            where = user.effective_endpoint
         return Destination(
             backend=name,
-            endpoint=endpoint
-            or env_endpoint
-            or _text(known.get("endpoint"))
-            or user.effective_endpoint,
+            endpoint=where,
             api_key=api_key or user.api_key or _text(known.get("api_key")),
         )
 

@@ -351,3 +351,13 @@ def test_progress_bar_on_a_terminal_only(posthog_env: FakePostHog) -> None:
     assert "sent 2500, pending 0" in text
     piped = cli("upload")  # not a terminal: summary only
     assert "uploading" not in piped.stdout
+
+
+def test_status_of_a_custom_backend_names_no_posthog_endpoint() -> None:
+    from luxonis_telemetry.backends import MemoryBackend
+
+    Telemetry.register_backend("mine", lambda _cfg: MemoryBackend())
+    Telemetry("a", config=TelemetryConfig(backend="mine")).capture("e")
+    info = json.loads(cli("status", "--json").stdout)
+    assert info["destinations"]["a"] == {"backend": "mine", "endpoint": None, "api_key": None}
+    assert "  a: mine\n" in cli("status").stdout
