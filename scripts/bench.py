@@ -68,18 +68,39 @@ def wall(args: list[str], env: dict[str, str], runs: int) -> list[float]:
     return times
 
 
+# Linux carries the pre-exec high-water mark into ru_maxrss, so a child
+# started from this (large) process would report our memory; the child's
+# own VmHWM, read at its exit, is its true peak.
+PEAK_PROBE = """
+import atexit as _atexit, os as _os
+def _peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                with open(_os.environ["BENCH_PEAK_FILE"], "w") as out:
+                    out.write(line.split()[1])
+_atexit.register(_peak)
+"""
+
+
 def run_measured(
     code: str, env: dict[str, str], stdout: Any = subprocess.PIPE
 ) -> tuple[str, float, int]:
-    """Run a child; returns (stdout, wall seconds, peak RSS KiB) via wait4."""
-    started = time.perf_counter()
-    process = subprocess.Popen([PY, "-c", code], env=env, stdout=stdout, text=True)
-    out = process.stdout.read() if process.stdout else ""
-    _pid, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"child failed ({status}): {code[:80]}")
-    return out, elapsed, usage.ru_maxrss
+    """Run a child; returns (stdout, wall seconds, peak RSS KiB of the child itself)."""
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [PY, "-c", PEAK_PROBE + code],
+            env={**env, "BENCH_PEAK_FILE": peak.name},
+            stdout=stdout,
+            text=True,
+        )
+        out, _ = process.communicate()
+        elapsed = time.perf_counter() - started
+        if process.returncode not in (0, 1):
+            raise RuntimeError(f"child failed ({process.returncode}): {code[:80]}")
+        text = Path(peak.name).read_text().strip()
+    return out or "", elapsed, int(text) if text else 0
 
 
 # -- 1. capture ---------------------------------------------------------------------
