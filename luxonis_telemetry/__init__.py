@@ -16,7 +16,6 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this n
 if TYPE_CHECKING:
     from typing import Any
 
-if TYPE_CHECKING:
     from .uploader import UploadResult, upload
 
 __all__ = [

@@ -28,7 +28,6 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this n
 if TYPE_CHECKING:
     from typing import Any
 
-if TYPE_CHECKING:
     from .config import TelemetryConfig
     from .spool import Spool
 

@@ -15,12 +15,11 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this n
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
-    BackendFactory = Callable[["TelemetryConfig"], Any]
-
-if TYPE_CHECKING:
     from .client import Telemetry
     from .config import TelemetryConfig
     from .spool import Spool
+
+    BackendFactory = Callable[[TelemetryConfig], Any]
 
 __all__ = ["State", "log_debug", "log_internal_error", "reset", "state"]
 

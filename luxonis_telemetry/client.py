@@ -29,12 +29,10 @@ from .spool import Spool
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, Callable, Optional
 
     ContextProvider = Callable[["Telemetry"], dict[str, Any]]
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 __all__ = ["Telemetry", "get_telemetry", "initialize_telemetry"]
 

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field, replace
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Optional
-
-if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Optional
 
 __all__ = [
     "DEFAULT_ENDPOINT",

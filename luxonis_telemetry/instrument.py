@@ -17,10 +17,8 @@ from . import _state
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
-
-if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any, Callable, Optional
 
     from .client import Telemetry
 

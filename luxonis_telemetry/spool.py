@@ -35,10 +35,8 @@ from .event import validate
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
-
-if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any, Callable, Optional
 
 __all__ = [
     "DropCounter",

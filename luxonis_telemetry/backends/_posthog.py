@@ -16,10 +16,8 @@ from ._base import BackendUnavailable, DeliveryError
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Optional
-
-if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any, Optional
 
     from ._protocols import Record
 

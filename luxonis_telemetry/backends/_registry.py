@@ -19,7 +19,6 @@ TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this n
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-if TYPE_CHECKING:
     from ..config import TelemetryConfig
 
 __all__ = ["BUILTIN_BACKENDS", "build_backend", "register_backend"]

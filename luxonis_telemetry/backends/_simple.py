@@ -8,10 +8,8 @@ import threading
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import IO, Any, Optional
-
-if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import IO, Any, Optional
 
     from ._base import DeliveryError
     from ._protocols import Record
