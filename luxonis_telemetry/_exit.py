@@ -93,9 +93,24 @@ def _needs_helper(config: TelemetryConfig) -> bool:
 
 
 def _upload_in_process(spool: Spool, libraries: list[str]) -> None:
+    """Hand events to in-process backends; a backend that blocks cannot hold the exit.
+
+    The upload runs in a daemon thread that is waited for at most
+    ``IN_PROCESS_BUDGET`` (+1 s); events it did not confirm stay pending.
+    """
+    import threading
+
     from .uploader import upload
 
-    upload(budget=IN_PROCESS_BUDGET, lock_timeout=0.5, libraries=libraries, spool=spool)
+    def run() -> None:
+        try:
+            upload(budget=IN_PROCESS_BUDGET, lock_timeout=0.5, libraries=libraries, spool=spool)
+        except Exception as exc:  # noqa: BLE001 - a user's backend must not break the exit
+            _state.log_internal_error("exit upload", exc)
+
+    worker = threading.Thread(target=run, name="luxonis-telemetry-exit", daemon=True)
+    worker.start()
+    worker.join(IN_PROCESS_BUDGET + 1.0)
 
 
 def _backing_off(spool: Spool) -> bool:

@@ -126,3 +126,22 @@ def test_programs_exiting_together_send_each_event_once(
     counts = exit_env.uuid_counts()
     assert len(counts) == 40
     assert max(counts.values()) == 1
+
+
+def test_a_hanging_in_process_backend_cannot_hold_the_exit(spool_path: Path) -> None:
+    code = (
+        "import threading\n"
+        "from luxonis_telemetry import Telemetry, TelemetryConfig\n"
+        "class Stuck:\n"
+        "    def capture(self, event): threading.Event().wait()\n"
+        "    def identify(self, user_id, traits): pass\n"
+        "    def flush(self): pass\n"
+        "    def shutdown(self): pass\n"
+        "Telemetry.register_backend('stuck', lambda cfg: Stuck())\n"
+        "Telemetry('lib', config=TelemetryConfig(backend='stuck')).capture('e')\n"
+    )
+    started = time.monotonic()
+    result = run_python(code, env={**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1"})
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10  # 2 s budget + 1 s grace, generously bounded
+    assert len(spool_records(spool_path)) == 1  # not confirmed, so still pending
