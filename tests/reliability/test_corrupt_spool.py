@@ -17,6 +17,7 @@ from luxonis_telemetry.cli import app
 from luxonis_telemetry.event import encode, new_record
 from luxonis_telemetry.spool import BadLine, Spool, iter_records
 from luxonis_telemetry.testing import FakePostHog
+from tests.test_event import hostile
 
 runner = CliRunner()
 
@@ -130,3 +131,22 @@ def test_reader_never_raises_and_never_loses_a_good_record(
     assert ends == sorted(ends)
     if items:
         assert ends[-1] <= len(data)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(hostile, min_size=1, max_size=5))
+def test_hostile_property_values_always_give_readable_records(
+    spool_path: Path, values: list[Any]
+) -> None:
+    from luxonis_telemetry import Telemetry
+
+    telemetry = Telemetry("fuzz")
+    before = sum(1 for _ in Spool(str(spool_path)).iter_pending())
+    for value in values:
+        telemetry.capture("fuzz", {"value": value, "nested": [value, {"password": value}]})
+    items = [item for _end, item in Spool(str(spool_path)).iter_pending()]
+    assert not any(isinstance(item, BadLine) for item in items)
+    assert len(items) == before + len(values)
+    assert telemetry.dropped == 0
