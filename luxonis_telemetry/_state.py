@@ -37,7 +37,6 @@ class State:
         self.session_pid = 0
         self.exit_hook_registered = False
         self.fork_hook_registered = False
-        self.internal_errors = 0
 
     def session_id(self) -> str:
         pid = os.getpid()
@@ -56,10 +55,6 @@ def reset() -> None:
     for spool in state.spools.values():
         spool.forget_descriptors()
     state = State()
-
-
-def get_state() -> State:
-    return state
 
 
 def after_fork_in_child() -> None:
@@ -82,8 +77,6 @@ def log_debug(message: str, *args: object) -> None:
 
 def log_internal_error(where: str, exc: BaseException) -> None:
     """Telemetry failures are logged at debug level and otherwise swallowed."""
-    current = state
-    current.internal_errors += 1
     import logging
 
     logging.getLogger("luxonis_telemetry").debug(

@@ -157,12 +157,6 @@ class Segment:
     def __repr__(self) -> str:
         return f"Segment({os.path.basename(self.path)!r}, start={self.start}, size={self.size})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Segment) and (self.path, self.start) == (other.path, other.start)
-
-    def __hash__(self) -> int:
-        return hash((self.path, self.start))
-
     @property
     def pending_bytes(self) -> int:
         return max(0, self.size - self.start)
