@@ -1,16 +1,25 @@
-"""The exit hook: deliver what this process captured without delaying its exit.
+"""The exit hook: deliver what this process recorded without delaying its exit.
 
-Network delivery happens in a detached helper process with a hard deadline,
-so the host exits at once even when the endpoint refuses or hangs, and the
-helper is gone within its budget plus ``HELPER_GRACE`` seconds (25 s by
-default) whatever the network does.
+Network delivery happens in a detached helper process with a hard
+deadline, so the host exits at once even when the endpoint refuses or
+hangs, and the helper is gone within its budget plus ``HELPER_GRACE``
+seconds. The helper runs the library with an isolated import path (``-I``:
+no script folder, no ``PYTHON*`` variables, no user site) from a neutral
+working folder, so nothing planted in the spool or the current folder is
+imported.
+
 Backends registered in-process (the seed's ``MyBackend``) exist only in this
-process, so their events are handed over here, within a short budget.
+process, and a frozen application (PyInstaller and the like) has no Python
+interpreter to run a helper with (``sys.executable`` is the application
+itself, which must never be relaunched): their events are delivered here,
+within ``IN_PROCESS_BUDGET`` seconds, by a worker thread started when the
+first such event was recorded (no thread can start during interpreter
+shutdown on Python 3.12+). Whatever is not delivered in time stays pending.
 
-No helper is started when ``CI`` is set or under pytest, unless
-``LUXONIS_TELEMETRY_UPLOAD_ON_EXIT`` is explicitly truthy: test runs and CI
-jobs leave their events pending instead of spawning processes. In-process
-backends still get their events (no process, no network of ours).
+Nothing is sent at exit when the user opted out or chose local mode, under
+CI or pytest (unless ``LUXONIS_TELEMETRY_UPLOAD_ON_EXIT`` is explicitly
+truthy), in the run that showed the first-run notice, or while backing off
+after a failed attempt.
 """
 
 from __future__ import annotations
@@ -18,117 +27,214 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 
-from . import _state
-from .backends._registry import BUILTIN_BACKENDS
-from .config import UPLOAD_ON_EXIT, parse_bool, running_under_test_or_ci
+from . import _log, _state
+from .config import (
+    EXIT_TIMEOUT,
+    SPOOL_DIR,
+    UPLOAD_ON_EXIT,
+    decide_mode,
+    parse_bool,
+    read_dotenv,
+    running_under_test_or_ci,
+)
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, Optional
 
     from .config import TelemetryConfig
     from .spool import Spool
 
-__all__ = ["HELPER_BUDGET", "HELPER_GRACE", "helper_budget", "helper_main", "run_exit_hook"]
+__all__ = [
+    "HELPER_BUDGET",
+    "HELPER_GRACE",
+    "IN_PROCESS_BUDGET",
+    "ExitWorker",
+    "exit_plan",
+    "helper_budget",
+    "prepare_in_process_delivery",
+    "run_exit_hook",
+]
 
 HELPER_BUDGET = 15.0
 HELPER_GRACE = 10.0
 IN_PROCESS_BUDGET = 2.0
-EXIT_TIMEOUT = "LUXONIS_TELEMETRY_EXIT_TIMEOUT"
+_NETWORK_FREE = ("stdout", "noop")
 
 
 def helper_budget() -> float:
     """Seconds the exit helper may spend sending (it is killed ``HELPER_GRACE`` later)."""
-    raw = os.environ.get(EXIT_TIMEOUT, "")
     try:
-        value = float(raw)
+        value = float(os.environ.get(EXIT_TIMEOUT, ""))
     except ValueError:
         return HELPER_BUDGET
     return value if 0 < value <= 300 else HELPER_BUDGET
 
 
+def _is_frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def _in_process(config: TelemetryConfig) -> bool:
+    """Whether this library's events must be delivered by this very process."""
+    from .backends._registry import is_registered
+
+    backend = config.effective_backend
+    if is_registered(backend):
+        return True
+    return _is_frozen() and _needs_network(config)
+
+
+def _needs_network(config: TelemetryConfig) -> bool:
+    backend = config.effective_backend
+    if backend == "posthog":
+        return bool(config.api_key)
+    return backend not in _NETWORK_FREE
+
+
+class ExitWorker:
+    """A daemon thread started before exit, so exit-time delivery needs no new thread.
+
+    It waits until the exit hook hands it the work, runs it, and reports
+    back; the hook waits at most the budget. A thread that belongs to a
+    parent process (after ``fork``) is not used.
+    """
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._work: Optional[Callable[[], None]] = None
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._wait, name="luxonis-telemetry-exit", daemon=True
+        )
+        self._thread.start()
+
+    def usable(self) -> bool:
+        return self._pid == os.getpid() and self._thread.is_alive()
+
+    def _wait(self) -> None:
+        self._go.wait()
+        try:
+            if self._work is not None:
+                self._work()
+        except Exception as exc:  # noqa: BLE001 - a user's backend must not break the exit
+            _log.internal_error("exit delivery", exc)
+        finally:
+            self._done.set()
+
+    def run(self, work: Callable[[], None], timeout: float) -> bool:
+        """Run ``work`` on the worker; True when it finished within ``timeout``."""
+        self._work = work
+        self._go.set()
+        return self._done.wait(timeout)
+
+
+def prepare_in_process_delivery(config: TelemetryConfig) -> None:
+    """Start the exit worker if this library's events will be delivered in-process at exit."""
+    if not config.upload_on_exit or config.local or not _in_process(config):
+        return
+    current = _state.state
+    worker = current.exit_worker
+    if worker is None or not worker.usable():
+        current.exit_worker = ExitWorker()
+
+
+class ExitPlan:
+    """What the exit hook will do, and why not when it will not (``status`` shows this)."""
+
+    __slots__ = ("helper", "in_process", "why_not")
+
+    def __init__(self) -> None:
+        self.in_process: dict[str, list[str]] = {}
+        self.helper: list[str] = []
+        self.why_not: Optional[str] = None
+
+
+def exit_plan(environ: Optional[dict[str, str]] = None, *, dotenv: bool = True) -> ExitPlan:
+    """Decide, from the environment and this process's records, what to deliver at exit."""
+    env = os.environ if environ is None else environ
+    plan = ExitPlan()
+    explicit = parse_bool(env.get(UPLOAD_ON_EXIT))
+    decision = decide_mode("on", env, read_dotenv() if dotenv else {})
+    if decision.mode != "on":
+        plan.why_not = f"telemetry is {decision.mode} ({decision.reason})"
+    elif explicit is False:
+        plan.why_not = f"{UPLOAD_ON_EXIT} is off"
+    elif _state.state.notice_shown:
+        plan.why_not = "the first-run notice was shown in this run"
+    elif explicit is not True and running_under_test_or_ci(env):
+        plan.why_not = f"running under CI or a test runner (set {UPLOAD_ON_EXIT}=1 to force)"
+    current = _state.state
+    for path, libraries in current.recorded.items():
+        for name, config in libraries.items():
+            if not config.upload_on_exit or config.local or not config.enabled:
+                continue
+            if _in_process(config):
+                plan.in_process.setdefault(path, []).append(name)
+            elif _needs_network(config) and path not in plan.helper:
+                plan.helper.append(path)
+    return plan
+
+
 def run_exit_hook() -> None:
     """The one ``atexit`` hook; never raises, never prints."""
-    try:
+    with _log.Guard("exit hook"):
         _run()
-    except Exception as exc:  # noqa: BLE001 - never break the host's exit
-        _state.log_internal_error("exit hook", exc)
 
 
 def _run() -> None:
-    explicit = parse_bool(os.environ.get(UPLOAD_ON_EXIT))
-    if explicit is False:
-        return
-    may_spawn = explicit is True or not running_under_test_or_ci()
-    if not may_spawn:
-        _state.log_debug(
-            "exit upload: no helper under CI or pytest (set %s=1 to force)", UPLOAD_ON_EXIT
-        )
     current = _state.state
-    for path, libraries in list(current.recorded.items()):
+    if current.shutdown_singletons:
+        for telemetry in list(current.singletons.values()):
+            telemetry.shutdown()
+    plan = exit_plan()
+    if plan.why_not is not None:
+        _log.debug("exit upload: nothing sent (%s)", plan.why_not)
+        return
+    for path, libraries in plan.in_process.items():
         spool = current.spools.get(path)
-        if spool is None or not libraries:
-            continue
-        wanted = {name: cfg for name, cfg in libraries.items() if cfg.upload_on_exit}
-        in_process = [
-            name
-            for name, cfg in wanted.items()
-            if cfg.effective_backend in current.backend_factories
-        ]
-        if in_process:
-            _upload_in_process(spool, in_process)
-        if may_spawn and any(_needs_helper(cfg) for cfg in wanted.values()):
+        if spool is not None:
+            _deliver_in_process(spool, libraries)
+    for path in plan.helper:
+        spool = current.spools.get(path)
+        if spool is not None and not _is_frozen():
             _spawn_helper(spool)
 
 
-def _needs_helper(config: TelemetryConfig) -> bool:
-    backend = config.effective_backend
-    if backend in _state.state.backend_factories:
-        return False
-    if backend == "posthog":
-        return bool(config.api_key)
-    return backend not in BUILTIN_BACKENDS
-
-
-def _upload_in_process(spool: Spool, libraries: list[str]) -> None:
-    """Hand events to in-process backends; a backend that blocks cannot hold the exit.
-
-    The upload runs in a daemon thread that is waited for at most
-    ``IN_PROCESS_BUDGET`` (+1 s); events it did not confirm stay pending.
-    """
-    import threading
-
+def _deliver_in_process(spool: Spool, libraries: list[str]) -> None:
+    """Hand events to in-process backends within the budget; a blocking one cannot hold the exit."""
     from .uploader import upload
 
-    def run() -> None:
-        try:
-            upload(budget=IN_PROCESS_BUDGET, lock_timeout=0.5, libraries=libraries, spool=spool)
-        except Exception as exc:  # noqa: BLE001 - a user's backend must not break the exit
-            _state.log_internal_error("exit upload", exc)
+    worker = _state.state.exit_worker
+    if worker is None or not worker.usable():
+        _log.debug("exit upload: no exit worker; events stay pending")
+        return
+    budget = min(IN_PROCESS_BUDGET, helper_budget())
 
-    worker = threading.Thread(target=run, name="luxonis-telemetry-exit", daemon=True)
-    worker.start()
-    worker.join(IN_PROCESS_BUDGET + 1.0)
+    def work() -> None:
+        upload(budget=budget, lock_timeout=0.5, libraries=libraries, spool=spool, threads=False)
+
+    if not worker.run(work, budget + 1.0):
+        _log.debug("exit upload: in-process backend still busy after %.1f s; abandoned", budget)
 
 
 def _backing_off(spool: Spool) -> bool:
-    backoff = spool.read_state().get("exit_backoff")
-    if not isinstance(backoff, dict):
-        return False
-    next_at = backoff.get("next_attempt_at")
-    return isinstance(next_at, (int, float)) and time.time() < next_at
+    state = spool.read_state()
+    return state.newer_format or time.time() < state.next_attempt_at
 
 
 def _spawn_helper(spool: Spool) -> None:
     if _backing_off(spool):
-        _state.log_debug("exit upload: backing off after a failed attempt")
+        _log.debug("exit upload: backing off after a failed attempt")
         return
     lock = spool.upload_lock()
     try:
         if not lock.acquire(0):
-            _state.log_debug("exit upload: another uploader is running")
+            _log.debug("exit upload: another uploader is running")
             return  # it, or the next exit, sends ours
         lock.release()
     finally:
@@ -136,32 +242,36 @@ def _spawn_helper(spool: Spool) -> None:
     import subprocess
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # -I: no script folder or cwd on sys.path, no PYTHON* variables, no user site.
+    # Our package's folder and the host's own absolute paths go after the
+    # standard library, so nothing can shadow it.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import sys; sys.path.extend(sys.argv[1:]); "
         "from luxonis_telemetry._exit import helper_main; helper_main()"
     )
+    paths = [package_parent] + [
+        entry for entry in sys.path if entry and os.path.isabs(entry) and entry != spool.path
+    ]
     env = dict(os.environ)
-    env["LUXONIS_TELEMETRY_SPOOL_DIR"] = spool.path
+    env[SPOOL_DIR] = spool.path
     options: dict[str, Any] = {
         "stdin": subprocess.DEVNULL,
         "stdout": subprocess.DEVNULL,
         "stderr": subprocess.DEVNULL,
         "close_fds": True,
         "env": env,
-        "cwd": spool.path,
+        "cwd": os.path.abspath(os.sep),
     }
     if os.name == "nt":  # pragma: no cover - Windows
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
-    helper = subprocess.Popen([sys.executable, "-c", code, package_parent], **options)
-    _state.log_debug("exit upload: helper %d started", helper.pid)
+    helper = subprocess.Popen([sys.executable, "-I", "-c", code, *paths], **options)
+    _log.debug("exit upload: helper %d started", helper.pid)
 
 
 def helper_main() -> None:
     """Entry of the detached helper: upload within budget, then vanish."""
-    import threading
-
     budget = helper_budget()
     timer = threading.Timer(budget + HELPER_GRACE, os._exit, (0,))
     timer.daemon = True
@@ -169,7 +279,7 @@ def helper_main() -> None:
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(5)
-    try:
+    with _log.Guard("exit helper"):
         from .uploader import upload
 
         deadline = time.monotonic() + budget
@@ -182,6 +292,4 @@ def helper_main() -> None:
                 break
             if not result.pending:
                 break
-    except Exception as exc:  # noqa: BLE001 - the helper dies quietly
-        _state.log_internal_error("exit helper", exc)
     os._exit(0)

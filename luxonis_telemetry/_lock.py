@@ -14,6 +14,8 @@ import errno
 import os
 import time
 
+from . import _fs
+
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from typing import Any, Optional
@@ -25,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT
 
 
 class LockTimeout(OSError):
@@ -50,7 +52,7 @@ class ProcessLock:
             return self._acquire_portable(timeout)
         fd = self._fd
         if fd is None:
-            fd = self._fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+            fd = self._fd = _fs.open_checked(self.path, _OPEN_FLAGS)
         if not self._wait(fd, timeout):
             return False
         if os.fstat(fd).st_nlink == 0:

@@ -1,15 +1,17 @@
 """All process-wide state of luxonis-telemetry, in one place.
 
-Nothing here does work at import: the exit hook and the fork hook are
-registered by the first ``Telemetry`` that records something. Tests call
-:func:`reset` to start from a clean process state.
+Nothing here does work at import. Tests call :func:`reset` to start from a
+clean state; :func:`register_process_hooks` registers the exit and fork
+hooks once per process, whatever the number of resets, and the hooks read
+the current state when they run.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import uuid
+
+from ._ids import new_uuid4
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -20,33 +22,51 @@ if TYPE_CHECKING:
     from .spool import Spool
 
     BackendFactory = Callable[[TelemetryConfig], Any]
+    ErrorObserver = Callable[[str, BaseException], None]
 
-__all__ = ["State", "log_debug", "log_internal_error", "reset", "state"]
+__all__ = ["State", "after_fork_in_child", "register_process_hooks", "reset", "state"]
 
 
 class State:
+    """One process's registries, caches and decisions; replaced wholesale by :func:`reset`."""
+
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        # registered backend factories by lower-case name
         self.backend_factories: dict[str, BackendFactory] = {}
-        self.singletons: dict[str, Telemetry] = {}
+        # get_or_init/initialize_telemetry instances by (library, source component)
+        self.singletons: dict[tuple[str, str], Telemetry] = {}
         self.spools: dict[str, Spool] = {}
         # spool path -> {library name: the config it records with}
         self.recorded: dict[str, dict[str, TelemetryConfig]] = {}
-        self.install_ids: dict[str, str] = {}
+        self.install_ids: dict[str, Optional[str]] = {}
         self.session: Optional[str] = None
         self.session_pid = 0
-        self.exit_hook_registered = False
-        self.fork_hook_registered = False
+        # observers of swallowed internal errors (the test suite fails on unexpected ones)
+        self.error_observers: list[ErrorObserver] = []
+        # files refused because they were not regular files of this user: path -> why
+        self.unsafe_files: dict[str, str] = {}
+        # the first-run notice was considered (and maybe shown) in this process
+        self.notice_checked = False
+        self.notice_shown = False
+        # `luxonis-telemetry disable` ran in this process: record nothing more
+        self.disabled_here = False
+        # shutdown_on_exit() was asked for: the exit hook shuts the singletons down first
+        self.shutdown_singletons = False
+        # what the exit hook saw and did, for tests and debug logs
+        self.exit_worker: Any = None
 
     def session_id(self) -> str:
+        """One random id per process (a forked child gets its own)."""
         pid = os.getpid()
         if self.session is None or self.session_pid != pid:
-            self.session = str(uuid.uuid4())
+            self.session = new_uuid4()
             self.session_pid = pid
         return self.session
 
 
 state = State()
+_hooks_registered = False
 
 
 def reset() -> None:
@@ -57,28 +77,25 @@ def reset() -> None:
     state = State()
 
 
+def register_process_hooks(exit_hook: Callable[[], None]) -> None:
+    """Register the exit hook and the fork hook, once per process."""
+    global _hooks_registered  # noqa: PLW0603 - a fact about the process, not the state
+    if _hooks_registered:
+        return
+    import atexit
+
+    atexit.register(exit_hook)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_fork_in_child)
+    _hooks_registered = True
+
+
 def after_fork_in_child() -> None:
-    """A forked child gets its own session and its own descriptors and locks."""
+    """A forked child gets its own session, descriptors and locks, and records afresh."""
     current = state
     current.lock = threading.RLock()
     current.session = None
     for spool in current.spools.values():
-        spool.reset_thread_lock()
-        spool.forget_descriptors()
+        spool.after_fork()
     current.recorded.clear()
-
-
-def log_debug(message: str, *args: object) -> None:
-    """Decisions worth explaining when someone turns on debug logging."""
-    import logging
-
-    logging.getLogger("luxonis_telemetry").debug("luxonis-telemetry: " + message, *args)
-
-
-def log_internal_error(where: str, exc: BaseException) -> None:
-    """Telemetry failures are logged at debug level and otherwise swallowed."""
-    import logging
-
-    logging.getLogger("luxonis_telemetry").debug(
-        "luxonis-telemetry: %s failed: %s: %s", where, type(exc).__name__, exc
-    )
+    current.exit_worker = None

@@ -1,36 +1,51 @@
 """Portable bundles: carry pending events off an air-gapped machine.
 
 A bundle is one gzip file of JSON lines. The first line is a header naming
-the format and version, the event count, the time range, each library's
-destination without secrets, and the SHA-256 of the record lines that
-follow; a truncated or altered bundle fails that check and nothing is sent.
-Uploading a bundle records its checksum and progress in the local spool's
-state, so uploading it again sends nothing twice.
+the format and version, the event count, the time range, the libraries and
+the SHA-256 of the record lines that follow; a truncated or altered bundle
+fails that check and nothing is sent. A bundle names libraries, never a
+destination: the connected machine sends each library's events where its
+own settings say (see ``_routing``), so a bundle can never choose where
+that machine's API key goes.
+
+Bundles are read as a stream with bounded memory whatever they hold
+(millions of events): one record line at most ``MAX_LINE_BYTES``, and
+decompression that stops when the output outgrows the input by more than
+``MAX_RATIO`` (a gzip bomb), with one clear error. Uploading a bundle
+records its progress in the spool's state, so uploading it again sends
+nothing twice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import stat
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .event import validate
-from .spool import BadLine, Spool
-from .uploader import UploadResult, _Deliverer, _remember, _Run, resolve_destinations
+from . import _fs
+from ._delivery import Deliverer
+from ._errors import TelemetryError
+from ._pipeline import Pipeline, Tally, chunk_stream
+from ._reader import MAX_LINE_BYTES, BadLine, decode_line
+from ._routing import Router
+from .uploader import UploadResult, remember, sending_blocked
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from ._reader import Item
+    from .spool import Spool
+
 __all__ = [
     "BUNDLE_FORMAT",
+    "MAX_RATIO",
     "BundleError",
     "BundleInfo",
     "export_bundle",
@@ -40,31 +55,158 @@ __all__ = [
 
 BUNDLE_FORMAT = "luxonis-telemetry-bundle"
 BUNDLE_VERSION = 1
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+MAX_RATIO = 100  # real bundles of JSON events compress 8-15x; a bomb ~1000x
+_RATIO_SLACK = 1024 * 1024  # the first MiB of output is never judged
+_MAX_HEADER_BYTES = 64 * 1024
+_READ = 64 * 1024
 
 
-class BundleError(Exception):
-    """The bundle is unreadable, truncated, altered or of an unknown format."""
+class BundleError(TelemetryError):
+    """The bundle is unreadable, truncated, altered, hostile or of an unknown format."""
 
 
 @dataclass(frozen=True)
 class BundleInfo:
+    """A verified bundle: ``size`` is the byte length of its record lines, uncompressed."""
+
     path: str
     count: int
     sha256: str
     header: dict[str, Any]
-    size: int = 0  # bytes of record lines, uncompressed
+    size: int = 0
+
+
+class _Lines:
+    """The lines of a gzip file, decompressed in small steps with every size bounded."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fd = _fs.open_user_file(path)
+        except FileNotFoundError:
+            raise BundleError(f"no such bundle: {path}") from None
+        except _fs.UnsafeFile as exc:
+            raise BundleError(f"refusing {path}: {exc.strerror}") from None
+        except OSError as exc:
+            raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""  # compressed bytes not yet inflated
+        self._eof = False
+        self.consumed = 0  # compressed bytes read
+        self.produced = 0  # bytes inflated
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _inflate(self) -> bytes:
+        """Up to ``_READ`` more decompressed bytes (``b""`` at the end)."""
+        while True:
+            if not self._pending and not self._eof:
+                data = os.read(self._fd, _READ)
+                self.consumed += len(data)
+                if not data:
+                    self._eof = True
+                self._pending = data
+            if self._inflater.eof:
+                rest = self._inflater.unused_data + self._pending
+                if not rest.strip(b"\0"):
+                    if self._eof:
+                        return b""
+                    self._pending = b""
+                    continue
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # concatenated member
+                self._pending = rest
+            try:
+                out = self._inflater.decompress(self._pending, _READ)
+            except zlib.error as exc:
+                raise BundleError(f"bundle is damaged (not gzip data): {exc}") from None
+            self._pending = self._inflater.unconsumed_tail
+            if out:
+                self.produced += len(out)
+                if self.produced > _RATIO_SLACK + MAX_RATIO * self.consumed:
+                    raise BundleError(
+                        f"bundle expands more than {MAX_RATIO}x: not a bundle (a gzip bomb?)"
+                    )
+                return out
+            if self._eof and not self._pending:
+                if not self._inflater.eof:
+                    raise BundleError("bundle is truncated")
+                return b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Each line with its newline; a line over ``MAX_LINE_BYTES`` is an error."""
+        buffer = b""
+        while True:
+            chunk = self._inflate()
+            if not chunk:
+                break
+            buffer += chunk
+            start = 0
+            while (newline := buffer.find(b"\n", start)) >= 0:
+                yield buffer[start : newline + 1]
+                start = newline + 1
+            buffer = buffer[start:]
+            if len(buffer) > MAX_LINE_BYTES:
+                raise BundleError(f"bundle has a line over {MAX_LINE_BYTES} bytes: not a bundle")
+        if buffer:
+            raise BundleError("bundle is truncated (last line incomplete)")
+
+
+def _open_lines(path: str) -> tuple[_Lines, Iterator[bytes], dict[str, Any]]:
+    """The bundle's lines after its header, and the header (checked)."""
+    lines = _Lines(path)
+    stream = iter(lines)
+    try:
+        first = next(stream, b"")
+        if len(first) > _MAX_HEADER_BYTES:
+            raise BundleError("not a luxonis-telemetry bundle (header too large)")
+        try:
+            header = json.loads(first) if first else None
+        except (ValueError, RecursionError):
+            header = None
+        if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
+            raise BundleError("not a luxonis-telemetry bundle (unknown header)")
+        if header.get("version") != BUNDLE_VERSION:
+            raise BundleError(f"unsupported bundle version {header.get('version')!r}")
+    except BaseException:
+        lines.close()
+        raise
+    return lines, stream, header
+
+
+def read_bundle(path: str) -> BundleInfo:
+    """Verify ``path`` end to end; raises :class:`BundleError` if it is not intact."""
+    lines, stream, header = _open_lines(path)
+    digest = hashlib.sha256()
+    count = size = 0
+    try:
+        for line in stream:
+            digest.update(line)
+            count += 1
+            size += len(line)
+    finally:
+        lines.close()
+    if digest.hexdigest() != header.get("sha256") or count != header.get("count"):
+        raise BundleError("bundle checksum does not match its header: truncated or altered")
+    return BundleInfo(path, count, digest.hexdigest(), header, size)
 
 
 def export_bundle(
-    spool: Spool, path: str, *, move: bool = False, lock_timeout: float = 30.0
+    spool: Spool,
+    path: str,
+    *,
+    move: bool = False,
+    force: bool = False,
+    lock_timeout: float = 30.0,
 ) -> BundleInfo:
-    """Write every pending event to ``path``; with ``move``, then drop them.
+    """Write every pending event to ``path``; with ``move``, then drop them from the spool.
 
-    Runs under the upload lock so no uploader takes events meanwhile. Events
-    are removed (``move``) only after the finished file was read back and
-    verified; events captured during the export stay in the spool.
+    An existing ``path`` is refused unless ``force`` (and then only a
+    regular file of this user is replaced). The bundle is written through an
+    unpredictable, exclusive temporary file next to it, read back and
+    verified, then published; events are removed (``move``) only after that.
+    Runs under the upload lock, so no uploader takes events meanwhile.
     """
+    _check_target(path, force)
     lock = spool.upload_lock()
     if not lock.acquire(lock_timeout):
         lock.close()
@@ -72,40 +214,77 @@ def export_bundle(
     try:
         spool.seal_all()
         segments = spool.segments()
-        info = _write_bundle(spool, segments, path)
-        verified = read_bundle(path)
-        if verified.sha256 != info.sha256 or verified.count != info.count:
-            raise BundleError("the written bundle did not verify; nothing was removed")
+        tmp = _fs.temporary_name(os.path.abspath(path))
+        try:
+            info = _write_bundle(segments, tmp)
+            verified = read_bundle(tmp)
+            if verified.sha256 != info.sha256 or verified.count != info.count:
+                raise BundleError("the written bundle did not verify; nothing was removed")
+            _publish(tmp, path, force)
+        finally:
+            _fs.remove(tmp)
         if move:
             for segment in segments:
                 spool.commit(segment, segment.size)
-        return info
+        return BundleInfo(path, info.count, info.sha256, info.header, info.size)
     finally:
         lock.release()
         lock.close()
 
 
-def _write_bundle(spool: Spool, segments: list[Any], path: str) -> BundleInfo:
-    folder = os.path.dirname(os.path.abspath(path))
+def _check_target(path: str, force: bool) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not force:
+        raise BundleError(f"{path} exists; choose another name or pass --force to replace it")
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{path} exists and is not a regular file; refusing to replace it")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise BundleError(f"{path} belongs to another user; refusing to replace it")
+
+
+def _publish(tmp: str, path: str, force: bool) -> None:
+    """Publish the finished bundle: never over a non-regular file, over a file only if forced."""
+    if not force:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise BundleError(f"{path} appeared meanwhile; nothing was replaced") from None
+        return
+    _check_target(path, force)
+    os.replace(tmp, path)
+
+
+def _write_bundle(segments: list[Any], tmp: str) -> BundleInfo:
     digest = hashlib.sha256()
-    count = 0
+    count = size = 0
     first: Optional[str] = None
     last: Optional[str] = None
     libraries: dict[str, int] = {}
-    with tempfile.TemporaryFile(dir=folder) as body:
+    body_path = _fs.temporary_name(tmp)
+    body = os.fdopen(
+        os.open(
+            body_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        ),
+        "w+b",
+    )
+    try:
+        _fs.remove(body_path)  # nameless from here on: nothing to clean up after a crash
         for segment in segments:
-            for _end, item in segment.records():
+            for _begin, _end, item in segment.records():
                 if isinstance(item, BadLine):
                     continue
                 line = json.dumps(item, separators=(",", ":")).encode() + b"\n"
                 digest.update(line)
                 body.write(line)
                 count += 1
+                size += len(line)
                 stamp = item["timestamp"]
                 first = stamp if first is None or stamp < first else first
                 last = stamp if last is None or stamp > last else last
                 libraries[item["library"]] = libraries.get(item["library"], 0) + 1
-        recorded = spool.read_destinations()
         header: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
@@ -114,67 +293,22 @@ def _write_bundle(spool: Spool, segments: list[Any], path: str) -> BundleInfo:
             "first_timestamp": first,
             "last_timestamp": last,
             "libraries": libraries,
-            "destinations": {
-                name: {
-                    "backend": recorded.get(name, {}).get("backend"),
-                    "endpoint": recorded.get(name, {}).get("endpoint"),
-                }
-                for name in libraries
-            },
             "sha256": digest.hexdigest(),
         }
         body.seek(0)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
-                out.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-                shutil.copyfileobj(body, out)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    return BundleInfo(path, count, digest.hexdigest(), header)
-
-
-def read_bundle(path: str) -> BundleInfo:
-    """Verify ``path`` end to end; raises :class:`BundleError` if it is not intact."""
-    digest = hashlib.sha256()
-    count = size = 0
-    header = _header(path)
-    try:
-        for line in _record_lines(path):
-            digest.update(line)
-            count += 1
-            size += len(line)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise BundleError(f"bundle is truncated or damaged: {exc}") from None
-    if digest.hexdigest() != header.get("sha256") or count != header.get("count"):
-        raise BundleError("bundle checksum does not match its header: truncated or altered")
-    return BundleInfo(path, count, digest.hexdigest(), header, size)
-
-
-def _header(path: str) -> dict[str, Any]:
-    try:
-        with gzip.open(path, "rb") as handle:
-            first = handle.readline(1024 * 1024)
-        header = json.loads(first)
-    except FileNotFoundError:
-        raise BundleError(f"no such bundle: {path}") from None
-    except (OSError, EOFError, ValueError) as exc:
-        raise BundleError(f"not a luxonis-telemetry bundle: {exc}") from None
-    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
-        raise BundleError("not a luxonis-telemetry bundle (unknown header)")
-    if header.get("version") != BUNDLE_VERSION:
-        raise BundleError(f"unsupported bundle version {header.get('version')!r}")
-    return header
-
-
-def _record_lines(path: str) -> Iterator[bytes]:
-    with gzip.open(path, "rb") as handle:
-        handle.readline(1024 * 1024)
-        yield from handle
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out,
+        ):
+            out.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+            while block := body.read(1 << 20):
+                out.write(block)
+    finally:
+        body.close()
+    return BundleInfo(tmp, count, digest.hexdigest(), header, size)
 
 
 def upload_bundle(
@@ -188,71 +322,112 @@ def upload_bundle(
     progress: Optional[Callable[[int], None]] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> UploadResult:
-    """Deliver a verified bundle to its destinations, resuming where it stopped.
+    """Deliver a verified bundle, resuming where an earlier upload of it stopped.
 
-    Keys come from this machine (flags, environment, its own destinations
-    record); the bundle never carries one.
+    Destinations and keys come from this machine only (flags, environment,
+    its own records, published library defaults). Event times are kept as
+    captured (``$ignore_sent_at``): this machine's clock never saw them.
     """
     env = os.environ if environ is None else environ
     info = read_bundle(path)
     result = UploadResult()
-    done = _bundle_progress(spool, info.sha256)
+    blocked = sending_blocked(env, dotenv=environ is None)
+    if blocked is not None:
+        result.blocked = blocked
+        result.pending = info.count - _count_until(path, _progress(spool, info.sha256))
+        return result
+    done = _progress(spool, info.sha256)
     if done >= info.size:
         result.reasons["bundle"] = "already uploaded; nothing sent twice"
         return result
-    local = spool.read_destinations() if spool.exists() else {}
-    merged: dict[str, dict[str, Any]] = {}
-    for name, where in info.header.get("destinations", {}).items():
-        known = dict(local.get(name, {}))
-        known.update({k: v for k, v in where.items() if v and k != "api_key"})
-        merged[name] = known
-    destination_of = resolve_destinations(
-        merged, env, backend=backend, endpoint=endpoint, api_key=api_key
+    deadline = time.monotonic() + budget
+    lock = spool.upload_lock()
+    if not lock.acquire(budget):
+        lock.close()
+        result.busy = True
+        result.error = "another upload of this spool is running"
+        result.pending = info.count - _count_until(path, done)
+        return result
+    router = Router(
+        spool.read_destinations() if spool.exists() else {},
+        env,
+        backend=backend,
+        endpoint=endpoint,
+        api_key=api_key,
     )
-    deliverer = _Deliverer(time.monotonic() + budget)
-    run = _Run(spool, destination_of, deliverer, result, timedelta(days=36500), progress)
+    deliverer = Deliverer(deadline, trust_sent_at=False)
+    tally = Tally()
 
-    def items() -> Iterator[tuple[int, Any]]:
-        offset = 0
-        for line in _record_lines(path):
-            offset += len(line)
-            if offset > done:
-                record = validate(json.loads(line))
-                yield offset, record or BadLine("not an event record", line[:512], len(line))
+    def commit(position: int, _acked: list[tuple[int, int]]) -> None:
+        spool.update_state(lambda state: state.set_bundle_progress(info.sha256, position))
 
-    def commit(offset: int) -> None:
-        _save_bundle_progress(spool, info.sha256, offset)
+    def should_stop() -> Optional[str]:
+        if time.monotonic() > deadline:
+            return "time budget exhausted"
+        return sending_blocked(env, dotenv=environ is None)
 
     try:
-        run.stream(items(), start=done, end=info.size, commit=commit, source=os.path.basename(path))
+        pipeline = Pipeline(
+            deliverer,
+            tally,
+            commit=commit,
+            quarantine=spool.quarantine,
+            should_stop=should_stop,
+            progress=progress,
+        )
+        chunks = chunk_stream(
+            _items(path, done),
+            route=router,
+            source=os.path.basename(path),
+            tally=tally,
+            max_age=timedelta(days=36500),
+            now=datetime.now(timezone.utc),
+        )
+        pipeline.run(chunks, done)
     finally:
         deliverer.close()
-    remaining = info.size - _bundle_progress(spool, info.sha256)
-    result.pending = _count_after(path, info.size - remaining) if remaining > 0 else 0
-    _remember(spool, result, transient=bool(deliverer.failing))
+        lock.release()
+        lock.close()
+    result.sent, result.failed, result.skipped = tally.sent, tally.failed, tally.skipped
+    result.error = tally.error
+    result.reasons.update(tally.reasons)
+    result.unauthorized = tally.unauthorized is not None
+    result.pending = info.count - _count_until(path, _progress(spool, info.sha256))
+    remember(spool, result, transient=bool(deliverer.failing), tally=tally)
     return result
 
 
-def _count_after(path: str, offset: int) -> int:
+def _items(path: str, done: int) -> Iterator[tuple[int, int, Item]]:
+    """``(begin, end, record or BadLine)`` of the record lines after byte ``done``."""
+    lines, stream, _header = _open_lines(path)
+    try:
+        offset = 0
+        for line in stream:
+            begin, offset = offset, offset + len(line)
+            if offset > done:
+                yield begin, offset, decode_line(line.rstrip(b"\n"))
+    finally:
+        lines.close()
+
+
+def _count_until(path: str, offset: int) -> int:
+    """Record lines that end at or before ``offset`` (already delivered)."""
+    if offset <= 0:
+        return 0
+    lines, stream, _header = _open_lines(path)
     count = position = 0
-    for line in _record_lines(path):
-        position += len(line)
-        count += position > offset
+    try:
+        for line in stream:
+            position += len(line)
+            if position > offset:
+                break
+            count += 1
+    finally:
+        lines.close()
     return count
 
 
-def _bundle_progress(spool: Spool, sha256: str) -> int:
-    bundles = spool.read_state().get("bundles", {}) if spool.exists() else {}
-    entry = bundles.get(sha256, {}) if isinstance(bundles, dict) else {}
-    delivered = entry.get("delivered", 0) if isinstance(entry, dict) else 0
-    return delivered if isinstance(delivered, int) else 0
-
-
-def _save_bundle_progress(spool: Spool, sha256: str, delivered: int) -> None:
-    def change(state: dict[str, Any]) -> None:
-        bundles = state.get("bundles")
-        if not isinstance(bundles, dict):
-            bundles = state["bundles"] = {}
-        bundles[sha256] = {"delivered": delivered, "at": time.time()}
-
-    spool.update_state(change)
+def _progress(spool: Spool, sha256: str) -> int:
+    if not spool.exists():
+        return 0
+    return spool.read_state().bundles.get(sha256, 0)

@@ -1,97 +1,160 @@
 """The ``Telemetry`` client a library holds: capture now, deliver later.
 
 ``capture`` turns an event into one JSON line and appends it to the spool;
-it never touches the network and never raises. Delivery is the uploader's
-job (``luxonis-telemetry upload``, or the exit hook).
+it never touches the network, never raises and never prints (the one-time
+notice aside). Delivery is the uploader's job (``luxonis-telemetry upload``,
+or the exit hook). The constructor and methods keep luxonis-ml 0.10.2's
+names and parameters, so its callers switch by changing one import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
-import uuid
 
-from . import _state
+from . import _destinations, _fs, _log, _state
+from ._install_id import load_install_id
 from ._lock import LockTimeout
-from .backends import StdoutBackend, register_backend
-from .config import TelemetryConfig, config_dir, is_ci, spool_dir
-from .event import (
-    Sanitizer,
-    base_context,
-    encode,
-    encode_context,
-    new_record,
-    system_metadata,
-)
-from .spool import Spool
+from .config import TelemetryConfig, install_id_path, spool_dir
+from .context import BASE_CONTEXT_KEYS, RESERVED_METADATA_KEYS, base_context, system_metadata
+from .record import encode, encode_context, new_record
+from .redaction import Sanitizer
+from .spool import Reentered, Spool, TurnedOff
+from .suppression import is_suppressed
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Callable, Optional
 
-    ContextProvider = Callable[["Telemetry"], dict[str, Any]]
+    ContextProvider = Callable[["Telemetry"], Optional[dict[str, Any]]]
+    SystemContextProvider = ContextProvider
 
-__all__ = ["Telemetry", "get_telemetry", "initialize_telemetry"]
+__all__ = ["ContextProvider", "SystemContextProvider", "Telemetry"]
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_PROTECTED = RESERVED_METADATA_KEYS | frozenset(BASE_CONTEXT_KEYS)
 
 
 class Telemetry:
     """Records one library's usage events into the per-user spool.
 
-    Construction only reads configuration; nothing is created on disk until
+    Construction only reads configuration: nothing is created on disk until
     the first event is recorded, and nothing at all when the user opted out.
+    ``source_component`` names the part of the library that emits (one
+    instance per library and component, see ``get_or_init``).
     """
 
     def __init__(
         self,
         library_name: str,
         *,
+        source_component: Optional[str] = None,
         library_version: Optional[str] = None,
         config: Optional[TelemetryConfig] = None,
         context_providers: Optional[Iterable[ContextProvider]] = None,
+        system_context_providers: Optional[Iterable[SystemContextProvider]] = None,
     ) -> None:
-        self.library_name = str(library_name)
+        self._library_name = str(library_name)
+        self._source_component = str(source_component or library_name)
         self._library_version = library_version
-        self._providers: list[ContextProvider] = list(context_providers or [])
+        self._version_resolved = library_version is not None
+        self._providers: list[ContextProvider] = []
+        self._system_providers: list[SystemContextProvider] = []
         self._direct: Any = None
         self._spool: Optional[Spool] = None
         self._context: Optional[tuple[int, dict[str, Any], str]] = None
         self._metadata: Optional[dict[str, Any]] = None
         self._distinct_id: Optional[str] = None
+        self._recording = False
         self.dropped = 0
-        try:
-            self.config = TelemetryConfig.from_env(config)
-        except Exception as exc:  # noqa: BLE001 - never break the host
-            _state.log_internal_error("reading configuration", exc)
-            self.config = TelemetryConfig(enabled=False)
-        self.enabled = self.config.enabled
-        self._sanitizer = Sanitizer(secrets=(self.config.api_key or "",))
-        backend = self.config.effective_backend
-        if backend == "noop":
-            self.enabled = False
-        elif backend == "stdout":
-            self._direct = StdoutBackend()
+        self._guard = _log.Guard("capture", self._count_internal_error)
+        self.config = TelemetryConfig(enabled=False)
+        self._sanitizer = Sanitizer()
+        with _log.Guard("Telemetry()"):
+            self.config = TelemetryConfig.from_environ(config)
+            self._sanitizer = Sanitizer(secrets=(self.config.api_key or "",))
+            self.extend_context_providers(context_providers)
+            self.extend_system_context_providers(system_context_providers)
+            backend = self.config.effective_backend
+            self._recording = self.config.enabled and backend != "noop"
+            if self._recording and backend == "stdout":
+                from .backends._simple import StdoutBackend
+
+                self._direct = StdoutBackend(self.config)
 
     def __repr__(self) -> str:
-        state = "enabled" if self.enabled else "disabled"
-        return f"Telemetry({self.library_name!r}, {state}, backend={self.backend_name!r})"
+        return (
+            f"Telemetry({self._library_name!r}, source_component={self._source_component!r}, "
+            f"{self.config.mode}, backend={self.config.effective_backend!r})"
+        )
+
+    # -- luxonis-ml's read-only attributes -------------------------------------
+
+    @property
+    def library_name(self) -> str:
+        return self._library_name
+
+    @property
+    def source_component(self) -> str:
+        return self._source_component
+
+    @property
+    def library_version(self) -> Optional[str]:
+        """The version given, else the installed distribution's (looked up once)."""
+        if not self._version_resolved:
+            self._library_version = _library_version(self._library_name)
+            self._version_resolved = True
+        return self._library_version
+
+    @property
+    def is_enabled(self) -> bool:
+        """Whether events are recorded (off after an opt-out, or ``disable`` in this process)."""
+        return self.config.enabled and not _state.state.disabled_here
+
+    enabled = is_enabled
 
     @property
     def backend_name(self) -> str:
         return self.config.effective_backend
 
+    @property
+    def install_id(self) -> Optional[str]:
+        """The anonymous id of this installation (created on first use), if it can be kept."""
+        return load_install_id(install_id_path(self.config))
+
+    # -- configuration -------------------------------------------------------------
+
     @staticmethod
     def register_backend(name: str, factory: Callable[[TelemetryConfig], Any]) -> None:
-        """Make ``factory(config) -> backend`` available under ``name``."""
+        """Make ``factory(config) -> backend`` (a class or callable) available as ``name``.
+
+        Names ignore case. Events of a library using a registered backend are
+        handed to it by this process at exit (or by ``upload()`` here).
+        """
+        from .backends._registry import register_backend
+
         register_backend(name, factory)
 
     def add_context_provider(self, provider: ContextProvider) -> None:
-        """``provider(telemetry) -> dict`` adds keys to every event's context."""
-        self._providers.append(provider)
+        """``provider(telemetry) -> dict`` adds keys to every event's context (added once)."""
+        if provider not in self._providers:
+            self._providers.append(provider)
+
+    def add_system_context_provider(self, provider: SystemContextProvider) -> None:
+        """A provider consulted only for events with system metadata."""
+        if provider not in self._system_providers:
+            self._system_providers.append(provider)
+
+    def extend_context_providers(self, providers: Optional[Iterable[ContextProvider]]) -> None:
+        for provider in providers or ():
+            self.add_context_provider(provider)
+
+    def extend_system_context_providers(
+        self, providers: Optional[Iterable[SystemContextProvider]]
+    ) -> None:
+        for provider in providers or ():
+            self.add_system_context_provider(provider)
 
     # -- recording ----------------------------------------------------------
 
@@ -100,59 +163,62 @@ class Telemetry:
         event: str,
         properties: Optional[dict[str, Any]] = None,
         *,
-        include_system_metadata: bool = False,
+        allowlist: Optional[Iterable[str]] = None,
+        include_system_metadata: Optional[bool] = None,
         distinct_id: Optional[str] = None,
     ) -> None:
-        """Record ``event``; returns once it is on disk. Never raises."""
-        if not self.enabled:
+        """Record ``event``; returns once it is on disk. Never raises.
+
+        ``allowlist`` keeps only the named property keys (default: the
+        config's); ``include_system_metadata=None`` follows the config;
+        ``distinct_id`` overrides the anonymous install id for this event.
+        """
+        if not self._recording or _state.state.disabled_here or is_suppressed():
             return
-        try:
+        with self._guard:
+            cleaned = self._sanitizer.properties(
+                properties,
+                self.config.allowlist if allowlist is None else frozenset(allowlist),
+            )
+            if include_system_metadata is None:
+                include_system_metadata = self.config.include_system_metadata
             self._record(
                 "capture",
                 self._sanitizer.name(event),
-                self._sanitizer.properties(properties),
+                cleaned,
                 distinct_id,
                 include_system_metadata,
             )
-        except Exception as exc:  # noqa: BLE001 - never break the host
-            self._count_drop("internal_error")
-            _state.log_internal_error("capture", exc)
 
     def identify(self, user_id: str, traits: Optional[dict[str, Any]] = None) -> None:
-        """Attach ``traits`` to ``user_id``; recorded like an event. Never raises."""
-        if not self.enabled:
+        """Link this installation's events to ``user_id`` with ``traits``. Never raises.
+
+        PostHog merges the anonymous install id's earlier events into the
+        identified person (``$anon_distinct_id``).
+        """
+        if not self._recording or _state.state.disabled_here or is_suppressed():
             return
-        try:
-            self._record(
-                "identify",
-                "$identify",
-                self._sanitizer.properties(traits),
-                self._sanitizer.name(user_id),
-                False,
-            )
-        except Exception as exc:  # noqa: BLE001 - never break the host
-            self._count_drop("internal_error")
-            _state.log_internal_error("identify", exc)
+        with self._guard:
+            user = self._sanitizer.name(user_id).strip()
+            if not user:
+                self._count_drop("invalid_distinct_id")
+                return
+            self._record("identify", "$identify", self._sanitizer.properties(traits), user, False)
 
     def flush(self) -> None:
-        """Captures are already on disk when ``capture`` returns; direct backends flush."""
+        """Captures are on disk when ``capture`` returns; a direct backend is flushed."""
         if self._direct is None:
             return
-        try:
+        with _log.Guard("flush"):
             self._direct.flush()
-        except Exception as exc:  # noqa: BLE001 - never break the host
-            _state.log_internal_error("flush", exc)
 
     def shutdown(self) -> None:
         """Flush and close our files; a later capture opens them again."""
         self.flush()
         spool = self._spool
         if spool is not None:
-            try:
-                with spool.locked():
-                    spool.forget_descriptors()
-            except Exception as exc:  # noqa: BLE001 - never break the host
-                _state.log_internal_error("shutdown", exc)
+            with _log.Guard("shutdown"):
+                spool.close()
 
     def _record(
         self,
@@ -164,23 +230,24 @@ class Telemetry:
     ) -> None:
         context, context_json = self._event_context(include_system_metadata)
         if distinct_id is not None:
-            distinct_id = self._sanitizer.name(distinct_id)
+            distinct_id = self._sanitizer.name(distinct_id).strip() or None
+        if distinct_id is None:
+            distinct_id = self._default_distinct_id()
+        if kind == "identify":
+            context = dict(context, anon_distinct_id=self._default_distinct_id())
+            context_json = None
         record = new_record(
             kind,
             event=name,
-            distinct_id=distinct_id or self._default_distinct_id(),
-            library=self.library_name,
+            distinct_id=distinct_id,
+            library=self._library_name,
             properties=properties,
-            context=context,
+            context=None if context_json is not None else context,
         )
         if self._direct is not None:
-            if kind == "identify":
-                self._direct.identify(record["distinct_id"], properties)
-            else:
-                self._direct.capture(record)
+            record["context"] = context
+            self._direct.capture(record)
             return
-        if context_json is not None:
-            del record["context"]  # spliced in already encoded
         self._append(encode(record, context_json))
 
     def _append(self, line: bytes) -> None:
@@ -189,22 +256,41 @@ class Telemetry:
             self._count_drop("no_spool_folder")
             return
         try:
-            spool.append(self.library_name, line)
+            spool.append(self._library_name, line)
         except LockTimeout:
             self._count_drop("lock_timeout", spool)
+            return
+        except Reentered:
+            self._count_drop("reentrant", spool)
+            return
+        except TurnedOff:
+            _state.state.disabled_here = True
+            return
+        except _fs.UnsafeFile:
+            self._count_drop("unsafe_file", spool)
             return
         except OSError as exc:
             reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EFBIG) else "disk_error"
             self._count_drop(reason, spool)
-            _state.log_internal_error("writing the spool", exc)
+            _log.debug("writing the spool failed: %s", exc)
             return
-        self._remember_destination(spool)
+        current = _state.state
+        if not current.notice_checked:
+            from ._notice import maybe_show_notice
+
+            maybe_show_notice(self.config)
+        recorded = current.recorded.get(spool.path)
+        if recorded is None or recorded.get(self._library_name) is not self.config:
+            self._remember_destination(spool)
 
     def _count_drop(self, reason: str, spool: Optional[Spool] = None) -> None:
         self.dropped += 1
         target = spool or self._spool
         if target is not None:
             target.unsaved_drops.add(reason)
+
+    def _count_internal_error(self) -> None:
+        self._count_drop("internal_error")
 
     def _open_spool(self) -> Optional[Spool]:
         path = spool_dir(self.config)
@@ -220,26 +306,27 @@ class Telemetry:
                     max_age_days=self.config.max_event_age_days,
                 )
                 current.spools[path] = spool
-            _register_process_hooks(current)
+        from ._exit import run_exit_hook
+
+        _state.register_process_hooks(run_exit_hook)
         self._spool = spool
         return spool
 
     def _remember_destination(self, spool: Spool) -> None:
-        recorded = _state.state.recorded.setdefault(spool.path, {})
-        if recorded.get(self.library_name) is self.config:
-            return
-        recorded[self.library_name] = self.config
+        """Record where this library sends (once per process and config), for the uploader."""
+        _state.state.recorded.setdefault(spool.path, {})[self._library_name] = self.config
+        config = self.config
+        destination = _destinations.RecordedDestination(
+            backend=config.effective_backend,
+            endpoint=config.endpoint,
+            api_key=config.api_key,
+            install_id_path=install_id_path(config),
+            disable_geoip=config.disable_geoip,
+        )
         try:
-            spool.record_destination(
-                self.library_name,
-                {
-                    "backend": self.config.effective_backend,
-                    "endpoint": self.config.endpoint,
-                    "api_key": self.config.api_key,
-                },
-            )
+            spool.record_destination(self._library_name, destination)
         except OSError as exc:
-            _state.log_internal_error("recording the destination", exc)
+            _log.debug("recording the destination failed: %s", exc)
 
     # -- context ---------------------------------------------------------------
 
@@ -253,111 +340,47 @@ class Telemetry:
         if not self._providers and not include_system_metadata:
             return cached[1], cached[2]
         context = dict(cached[1])
-        for provider in self._providers:
-            try:
-                extra = self._sanitizer.properties(provider(self))
-            except Exception as exc:  # noqa: BLE001 - a provider must not break capture
-                _state.log_internal_error("context provider", exc)
-                continue
-            for key, value in extra.items():
-                context.setdefault(key, value)
         if include_system_metadata:
             if self._metadata is None:
                 self._metadata = system_metadata()
             for key, value in self._metadata.items():
                 context.setdefault(key, value)
+            self._merge(context, self._system_providers)
+        self._merge(context, self._providers)
         return context, None
 
+    def _merge(self, context: dict[str, Any], providers: list[ContextProvider]) -> None:
+        """Add what providers return; reserved and base keys only when the config allows."""
+        overrides = self.config.allow_reserved_overrides
+        for provider in providers:
+            try:
+                extra = provider(self)
+            except Exception as exc:  # noqa: BLE001 - a provider must not break capture
+                _log.debug("context provider %r failed: %s", provider, exc)
+                continue
+            if not extra:
+                continue
+            for key, value in self._sanitizer.context(extra).items():
+                if overrides or (key not in _PROTECTED and key not in context):
+                    context[key] = value
+
     def _base_context(self) -> dict[str, Any]:
-        if self._library_version is None:
-            self._library_version = _library_version(self.library_name)
+        if not self.config.include_base_context:
+            return {}
         return base_context(
-            library_name=self.library_name,
-            library_version=self._library_version,
+            library_name=self._library_name,
+            library_version=self.library_version,
             session_id=_state.state.session_id(),
             install_id=self.install_id,
-            ci=is_ci(),
+            source_component=self._source_component,
         )
-
-    @property
-    def install_id(self) -> str:
-        """The anonymous id of this installation (created on first use)."""
-        return _install_id(self.config)
 
     def _default_distinct_id(self) -> str:
         if self._distinct_id is None:
-            self._distinct_id = self.config.distinct_id or self.install_id
+            chosen = self.config.distinct_id
+            chosen = self._sanitizer.name(chosen).strip() if chosen else ""
+            self._distinct_id = chosen or self.install_id or _state.state.session_id()
         return self._distinct_id
-
-
-def _register_process_hooks(current: _state.State) -> None:
-    if not current.exit_hook_registered:
-        import atexit
-
-        from ._exit import run_exit_hook
-
-        atexit.register(run_exit_hook)
-        current.exit_hook_registered = True
-    if not current.fork_hook_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_state.after_fork_in_child)
-        current.fork_hook_registered = True
-
-
-def _install_id(config: TelemetryConfig) -> str:
-    path = config.install_id_path or _default_install_id_path()
-    current = _state.state
-    key = path or ""
-    known = current.install_ids.get(key)
-    if known is None:
-        known = _read_or_create_install_id(path) if path else None
-        known = known or str(uuid.uuid4())  # no home: an id for this process only
-        current.install_ids[key] = known
-    return known
-
-
-def _default_install_id_path() -> Optional[str]:
-    folder = config_dir()
-    return os.path.join(folder, "install_id") if folder else None
-
-
-def _read_or_create_install_id(path: str) -> Optional[str]:
-    """Read the id, or publish a new one atomically: racing processes agree.
-
-    The new id is written to a private temp file and hard-linked into place;
-    ``link`` fails if another process won, and then we read the winner's id.
-    """
-    existing = _read_install_id(path)
-    if existing:
-        return existing
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        candidate = str(uuid.uuid4())
-        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
-        try:
-            os.write(fd, candidate.encode() + b"\n")
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return _read_install_id(path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        return candidate
-    except OSError as exc:
-        _state.log_internal_error("creating the install id", exc)
-        return None
-
-
-def _read_install_id(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(100).strip()
-        return str(uuid.UUID(text))
-    except (OSError, ValueError):
-        return None
 
 
 def _library_version(library_name: str) -> Optional[str]:
@@ -385,30 +408,3 @@ def _library_version(library_name: str) -> Optional[str]:
             if found and dist.replace(".", "_").lower() == wanted:
                 return found.split("-")[0]
     return None
-
-
-def initialize_telemetry(
-    library_name: str,
-    *,
-    library_version: Optional[str] = None,
-    config: Optional[TelemetryConfig] = None,
-    context_providers: Optional[Iterable[ContextProvider]] = None,
-) -> Telemetry:
-    """The one ``Telemetry`` for ``library_name``, created on the first call."""
-    current = _state.state
-    with current.lock:
-        existing = current.singletons.get(library_name)
-        if existing is None:
-            existing = Telemetry(
-                library_name,
-                library_version=library_version,
-                config=config,
-                context_providers=context_providers,
-            )
-            current.singletons[library_name] = existing
-        return existing
-
-
-def get_telemetry(library_name: str) -> Optional[Telemetry]:
-    """The instance made by ``initialize_telemetry``, or ``None``."""
-    return _state.state.singletons.get(library_name)

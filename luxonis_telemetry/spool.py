@@ -6,17 +6,24 @@ Layout of the folder (0700, files 0600)::
     upload.lock                held by the one uploader of this spool
     active.<lib>.jsonl         where captures of library <lib> are appended
     seg.<ns>.<lib>.jsonl       sealed segments, oldest first by name
-    seg.<ns>.<lib>.jsonl.pos   bytes of that segment already delivered
-    quarantine.jsonl           lines that were corrupt or permanently rejected
+    seg.<ns>.<lib>.jsonl.pos   how much of that segment was delivered
+    quarantine.jsonl           lines that were corrupt or permanently refused
     state.json                 counters, last upload, exit back-off
     destinations.json          each library's backend, endpoint and key
 
 Writers append whole lines with one ``write`` under ``lock``. The uploader
 claims by renaming ``active`` files to segments under the same lock, so an
 event appended meanwhile lands in a fresh file and is neither lost nor sent
-twice; it then records how far each segment was confirmed, so a crash costs
-at most one resend of the batch in flight. Caps drop whole sealed segments,
+twice; it records how far each segment was confirmed, so a crash costs at
+most one resend of what was in flight. Caps drop whole sealed segments,
 oldest first, and count what they drop.
+
+The lock never makes the host wait long: a capture that cannot get it
+within ``LOCK_TIMEOUT`` drops its event (counted), and later captures of
+the same process drop at once until the lock is seen free again, so a
+stuck holder costs each process one bounded wait. A capture re-entered on
+the same thread (a signal handler, a finalizer run by the garbage
+collector) drops its event instead of waiting for itself.
 """
 
 from __future__ import annotations
@@ -30,38 +37,51 @@ import stat
 import threading
 import time
 
+from . import _destinations, _fs, _quarantine, _spool_state
 from ._lock import LockTimeout, ProcessLock
-from .event import validate
+from ._reader import BadLine, count_lines, iter_records
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from typing import Any, Callable, Optional
 
+    from ._reader import Item
+
 __all__ = [
-    "DropCounter",
+    "LOCK_TIMEOUT",
+    "Reentered",
     "Segment",
     "Spool",
     "SpoolError",
-    "count_lines",
-    "iter_records",
+    "TurnedOff",
     "library_key",
 ]
 
 LOCK_TIMEOUT = 2.0
-MAX_LINE_BYTES = 1024 * 1024
-_READ_CHUNK = 256 * 1024
 _KEEP_OPEN = os.name != "nt"  # Windows cannot rename a file others hold open
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,48}")
 _SEGMENT = re.compile(r"seg\.(\d+)\.([A-Za-z0-9_-]+)\.jsonl")
 _ACTIVE = re.compile(r"active\.([A-Za-z0-9_-]+)\.jsonl")
 
 
 class SpoolError(OSError):
-    """The spool cannot be used here (no home, not a folder, not ours, ...)."""
+    """The spool cannot be used here (not a folder, not ours, ...)."""
+
+
+class Reentered(OSError):
+    """A capture re-entered on a thread that is already writing to this spool."""
+
+
+class TurnedOff(OSError):
+    """The user turned telemetry off while this process ran (the spool was removed)."""
+
+
+def _still_on() -> bool:
+    """Whether the user's choice still allows recording (read when the spool vanished)."""
+    from .config import decide_mode, read_dotenv
+
+    return decide_mode("on", os.environ, read_dotenv()).mode != "off"
 
 
 def library_key(library: str) -> str:
@@ -73,100 +93,54 @@ def library_key(library: str) -> str:
     return "h" + hashlib.sha1(library.encode("utf-8", "replace")).hexdigest()[:16]  # noqa: S324
 
 
-class BadLine:
-    """A line that is not a well-formed event, kept for the quarantine."""
-
-    __slots__ = ("head", "length", "reason")
-
-    def __init__(self, reason: str, head: bytes, length: int) -> None:
-        self.reason = reason
-        self.head = head
-        self.length = length
-
-    def __repr__(self) -> str:
-        return f"BadLine({self.reason!r}, length={self.length})"
-
-
-def iter_records(
-    path: str, start: int = 0, *, torn_tail_is_bad: bool = True
-) -> Iterator[tuple[int, Any]]:
-    """Yield ``(end_offset, record or BadLine)`` in constant memory.
-
-    A line longer than ``MAX_LINE_BYTES`` is skipped without being held in
-    memory. A last line without newline is torn (reported as bad) when
-    ``torn_tail_is_bad``, else silently left for a writer that may still be
-    finishing it.
-    """
-    try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return
-    with handle:
-        handle.seek(start)
-        offset = start  # file offset of buffer[0]
-        buffer = b""
-        skipping = 0  # bytes of an oversized line skipped so far
-        head = b""
-        while chunk := handle.read(_READ_CHUNK):
-            buffer = buffer + chunk if buffer else chunk
-            cursor = 0
-            while (newline := buffer.find(b"\n", cursor)) >= 0:
-                line = buffer[cursor:newline]
-                cursor = newline + 1
-                if skipping:
-                    yield offset + cursor, BadLine("line too long", head, skipping + len(line))
-                    skipping = 0
-                elif line.strip():
-                    yield offset + cursor, _decode(line)
-            offset += cursor
-            buffer = buffer[cursor:]
-            if len(buffer) > MAX_LINE_BYTES or (skipping and buffer):
-                if not skipping:
-                    head = buffer[:512]
-                skipping += len(buffer)
-                offset += len(buffer)
-                buffer = b""
-        if skipping:
-            yield offset, BadLine("line too long (torn)", head, skipping)
-        elif buffer.strip() and torn_tail_is_bad:
-            yield offset + len(buffer), BadLine("torn line", buffer[:512], len(buffer))
-
-
-def _decode(line: bytes) -> Any:
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
-        return BadLine("not JSON", line[:512], len(line))
-    record = validate(value)
-    if record is None:
-        return BadLine("not an event record", line[:512], len(line))
-    return record
-
-
 class Segment:
-    """A sealed file of one library's events, delivered front to back."""
+    """A sealed file of one library's events, delivered front to back.
 
-    __slots__ = ("key", "path", "size", "start")
+    ``start`` is the first byte not yet confirmed; ``acked`` are byte ranges
+    after it that a server already accepted (batches confirmed out of order
+    when an earlier one failed), skipped so they are not sent again.
+    """
 
-    def __init__(self, path: str, key: str, size: int, start: int) -> None:
+    __slots__ = ("acked", "key", "path", "size", "start")
+
+    def __init__(
+        self, path: str, key: str, size: int, start: int, acked: Sequence[tuple[int, int]] = ()
+    ) -> None:
         self.path = path
         self.key = key
         self.size = size
         self.start = start
+        self.acked = tuple(acked)
 
     def __repr__(self) -> str:
         return f"Segment({os.path.basename(self.path)!r}, start={self.start}, size={self.size})"
 
     @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
     def pending_bytes(self) -> int:
-        return max(0, self.size - self.start)
+        return max(0, self.size - self.start - sum(end - begin for begin, end in self.acked))
 
-    def records(self) -> Iterator[tuple[int, Any]]:
-        return iter_records(self.path, self.start)
+    def records(self) -> Iterator[tuple[int, int, Item]]:
+        """``(begin, end, record or BadLine)`` of every line still to deliver."""
+        begin = self.start
+        acked = self.acked
+        for end, item in iter_records(self.path, self.start):
+            if not any(low <= begin and end <= high for low, high in acked):
+                yield begin, end, item
+            begin = end
+
+    def exists(self) -> bool:
+        """False once the segment was purged or fully delivered by someone else."""
+        return os.path.lexists(self.path)
 
 
-class DropCounter:
-    """Drops not yet persisted; kept in memory when the disk refuses them."""
+class _DropCounter:
+    """Drops not yet persisted; kept in memory while the disk refuses them."""
+
+    __slots__ = ("by_reason", "total")
 
     def __init__(self) -> None:
         self.by_reason: dict[str, int] = {}
@@ -195,8 +169,10 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_days * 86400.0
         self.segment_bytes = min(4 * 1024 * 1024, max(16 * 1024, max_bytes // 16))
-        self.unsaved_drops = DropCounter()
+        self.unsaved_drops = _DropCounter()
         self._thread_lock = threading.Lock()
+        self._owner = 0  # thread ident holding _thread_lock
+        self._stuck = False  # the process lock timed out; fail fast until seen free
         self._lock: Optional[ProcessLock] = None
         self._files: dict[str, int] = {}
         self._ends: dict[str, int] = {}
@@ -211,14 +187,20 @@ class Spool:
         return os.path.join(self.path, name)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.path)
+        return os.path.isdir(self.path) and not os.path.islink(self.path)
 
     def problem(self) -> Optional[str]:
         """Why this spool cannot be used, in one line; ``None`` when it can."""
-        if not os.path.lexists(self.path):
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
             return None
-        if os.path.islink(self.path) or not os.path.isdir(self.path):
+        except OSError as exc:
+            return f"cannot examine the spool folder {self.path}: {exc.strerror}"
+        if not stat.S_ISDIR(info.st_mode):
             return f"spool path {self.path} is not a folder"
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            return f"the spool folder {self.path} belongs to another user (uid {info.st_uid})"
         try:
             os.listdir(self.path)
         except OSError as exc:
@@ -232,32 +214,46 @@ class Spool:
         if self._ready:
             return
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-        except FileExistsError as exc:
+            _fs.ensure_private_folder(self.path)
+        except (NotADirectoryError, FileExistsError) as exc:
             raise SpoolError(errno.ENOTDIR, "spool path is not a folder", self.path) from exc
-        info = os.lstat(self.path)
-        if not stat.S_ISDIR(info.st_mode):
-            raise SpoolError(errno.ENOTDIR, "spool path is not a folder", self.path)
-        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
-            raise SpoolError(errno.EPERM, "spool folder belongs to another user", self.path)
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(self.path, 0o700)
+        except _fs.UnsafeFile as exc:
+            raise SpoolError(
+                errno.EPERM, "spool folder belongs to another user", self.path
+            ) from exc
         self._ready = True
-
-    def _process_lock(self) -> ProcessLock:
-        if self._lock is None:
-            self._lock = ProcessLock(self.file("lock"))
-        return self._lock
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the append lock: appends, seals, caps and state change under it."""
-        with self._thread_lock:
-            lock = self._take_lock()
-            try:
-                yield
-            finally:
-                lock.release()
+        """Hold the append lock: appends, seals, caps and state changes happen under it."""
+        lock = self._enter()
+        try:
+            yield
+        finally:
+            self._exit(lock)
+
+    def _enter(self) -> ProcessLock:
+        """Take the thread lock, then the process lock; never wait for ourselves."""
+        me = threading.get_ident()
+        if not self._thread_lock.acquire(False):
+            if self._owner == me:
+                raise Reentered(errno.EDEADLK, "capture re-entered while writing", self.path)
+            if not self._thread_lock.acquire(timeout=LOCK_TIMEOUT):
+                raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
+        self._owner = me
+        try:
+            return self._take_lock()
+        except BaseException:
+            self._owner = 0
+            self._thread_lock.release()
+            raise
+
+    def _exit(self, lock: ProcessLock) -> None:
+        try:
+            lock.release()
+        finally:
+            self._owner = 0
+            self._thread_lock.release()
 
     def _take_lock(self) -> ProcessLock:
         """The held process lock (caller holds the thread lock).
@@ -267,26 +263,35 @@ class Spool:
         deleted file that excludes nobody.
         """
         if self._pid != os.getpid():
-            self._after_fork_check()
+            self.after_fork()
         for attempt in (1, 2):
             if not self._ready:
                 self.ensure_folder()
-            lock = self._lock or self._process_lock()
+            if self._lock is None:
+                self._lock = ProcessLock(self.file("lock"))
+            lock = self._lock
             try:
-                if not lock.acquire(LOCK_TIMEOUT):
-                    raise LockTimeout(errno.EAGAIN, "spool lock busy", lock.path)
+                taken = lock.acquire(0 if self._stuck else LOCK_TIMEOUT)
             except FileNotFoundError:
                 if attempt == 2:
                     raise
                 self.forget_descriptors()
+                if not _still_on():  # `disable` removed the spool: never recreate it
+                    raise TurnedOff(errno.EPERM, "telemetry was turned off", self.path) from None
                 continue
+            if not taken:
+                self._stuck = True
+                raise LockTimeout(errno.EAGAIN, "spool lock held by another process", lock.path)
+            self._stuck = False
             return lock
         raise AssertionError("unreachable")
 
-    def _after_fork_check(self) -> None:
-        if self._pid != os.getpid():
-            self.forget_descriptors()
-            self._pid = os.getpid()
+    def after_fork(self) -> None:
+        """A forked child must not share descriptors or a lock another thread held."""
+        self.forget_descriptors()
+        self._thread_lock = threading.Lock()
+        self._owner = 0
+        self._pid = os.getpid()
 
     def forget_descriptors(self) -> None:
         """Close our descriptors; used at shutdown and in a forked child."""
@@ -300,21 +305,21 @@ class Spool:
             self._lock = None
         self._ready = False
 
-    def reset_thread_lock(self) -> None:
-        """A forked child may inherit the lock mid-use by a thread that is gone."""
-        self._thread_lock = threading.Lock()
+    def close(self) -> None:
+        """Close our files (a later append opens them again)."""
+        with self.locked():
+            self.forget_descriptors()
 
     # -- appending ----------------------------------------------------------
 
     def append(self, library: str, line: bytes) -> None:
         """Append one encoded line for ``library``; raises ``OSError`` on failure."""
         key = self._keys.get(library) or self._key_for(library)
-        with self._thread_lock:
-            lock = self._take_lock()
-            try:
-                self._append_locked(key, line)
-            finally:
-                lock.release()
+        lock = self._enter()
+        try:
+            self._append_locked(key, line)
+        finally:
+            self._exit(lock)
 
     def _append_locked(self, key: str, line: bytes) -> None:
         fd, end = self._active_descriptor(key)
@@ -361,14 +366,13 @@ class Spool:
             if info.st_nlink and info.st_mode & stat.S_IWUSR:
                 return fd, info.st_size
             self._close_active(key)
+            if not info.st_nlink and not _still_on():  # purged by `disable`
+                raise TurnedOff(errno.EPERM, "telemetry was turned off", self.path)
         path = self._paths.get(key)
         if path is None:
             path = self._paths[key] = self.file(f"active.{key}.jsonl")
-        fd = os.open(path, _APPEND_FLAGS, 0o600)
+        fd = _fs.open_checked(path, _fs.APPEND_FLAGS)
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            os.close(fd)
-            raise SpoolError(errno.EPERM, "refusing a spool file that is not ours", path)
         if not info.st_mode & stat.S_IWUSR:
             os.fchmod(fd, 0o600)
         self._files[key] = fd
@@ -385,10 +389,7 @@ class Spool:
 
     def _seal_locked(self, key: str) -> None:
         source = self.file(f"active.{key}.jsonl")
-        try:
-            if os.path.getsize(source) == 0:
-                return
-        except OSError:
+        if _fs.problem(source) is not None or _size(source) == 0:
             return
         target = self.file(f"seg.{time.time_ns():020d}.{key}.jsonl")
         if _KEEP_OPEN:
@@ -413,16 +414,14 @@ class Spool:
         now = time.time()
         self._remove_leftovers_locked(now)
         cutoff = now - self.max_age_seconds
-        segments = self.segments()
         kept: list[Segment] = []
-        for segment in segments:
+        for segment in self.segments():
             if _mtime(segment.path) < cutoff:
                 self._drop_segment_locked(segment, "age_cap")
             else:
                 kept.append(segment)
-        total = sum(s.size for s in kept) + sum(
-            _size(self.file(name)) for name in self._names() if _ACTIVE.fullmatch(name)
-        )
+        total = sum(s.size for s in kept) + _size(self.file(_quarantine.QUARANTINE_FILE))
+        total += sum(_size(path) for path in self.active_files())
         while kept and total > self.max_bytes:
             oldest = kept.pop(0)
             self._drop_segment_locked(oldest, "size_cap")
@@ -435,19 +434,19 @@ class Spool:
             stale_tmp = name.endswith(".tmp") and _mtime(self.file(name)) < now - 60
             orphan_pos = name.endswith(".jsonl.pos") and name[: -len(".pos")] not in names
             if stale_tmp or orphan_pos:
-                _unlink_quietly(self.file(name))
+                _fs.remove(self.file(name))
 
     def _drop_segment_locked(self, segment: Segment, reason: str) -> None:
         lines = count_lines(segment.path, segment.start)
-        _unlink_quietly(segment.path)
-        _unlink_quietly(segment.path + ".pos")
+        _fs.remove(segment.path)
+        _fs.remove(segment.path + ".pos")
         if lines:
-            self._update_state_locked(lambda state: _add_drops(state, {reason: lines}))
+            self._update_state_locked(lambda state: state.add_drops({reason: lines}))
 
     def _save_drops_locked(self) -> None:
         drops = self.unsaved_drops.take()
         try:
-            self._update_state_locked(lambda state: _add_drops(state, drops))
+            self._update_state_locked(lambda state: state.add_drops(drops))
         except OSError:
             for reason, count in drops.items():
                 self.unsaved_drops.add(reason, count)
@@ -461,31 +460,71 @@ class Spool:
             return []
 
     def segments(self) -> list[Segment]:
-        """Sealed segments, oldest first, each from its first undelivered byte."""
+        """Sealed segments (regular files of ours), oldest first, from the first byte to send."""
         found = []
         for name in self._names():
             match = _SEGMENT.fullmatch(name)
             if not match:
                 continue
             path = self.file(name)
+            if _fs.problem(path) is not None:
+                continue
             size = _size(path)
-            found.append(Segment(path, match.group(2), size, min(size, _read_pos(path))))
+            start, acked = _read_position(path + ".pos")
+            found.append(Segment(path, match.group(2), size, min(size, start), acked))
         return found
 
     def active_files(self) -> list[str]:
-        return [self.file(n) for n in self._names() if _ACTIVE.fullmatch(n)]
+        """Active files that are regular files of ours (others are never read)."""
+        return [
+            self.file(name)
+            for name in self._names()
+            if _ACTIVE.fullmatch(name) and _fs.problem(self.file(name)) is None
+        ]
 
-    def iter_pending(self) -> Iterator[tuple[int, Any]]:
+    def iter_pending(self) -> Iterator[Item]:
         """Every pending record (or bad line), sealed first, then the active ones."""
         for segment in self.segments():
-            yield from segment.records()
+            for _begin, _end, item in segment.records():
+                yield item
         for path in self.active_files():
-            yield from iter_records(path, torn_tail_is_bad=False)
+            for _end, item in iter_records(path, torn_tail_is_bad=False):
+                yield item
 
     def pending_bytes(self) -> int:
         return sum(s.pending_bytes for s in self.segments()) + sum(
             _size(p) for p in self.active_files()
         )
+
+    def count_pending(self, keys: Optional[set[str]] = None) -> int:
+        """Pending lines (events, or bad lines not yet quarantined), of ``keys`` only if given."""
+        total = 0
+        for segment in self.segments():
+            if keys is None or segment.key in keys:
+                total += count_lines(segment.path, segment.start)
+        for path in self.active_files():
+            key = os.path.basename(path)[len("active.") : -len(".jsonl")]
+            if keys is None or key in keys:
+                total += count_lines(path, 0)
+        return total
+
+    def oldest_timestamp(self) -> Optional[str]:
+        """Capture time of the oldest pending event (first segment, then each active file)."""
+        oldest: Optional[str] = None
+        sources: list[Iterator[Any]] = [
+            (item for _b, _e, item in segment.records()) for segment in self.segments()[:1]
+        ]
+        sources += [
+            (item for _e, item in iter_records(path, torn_tail_is_bad=False))
+            for path in self.active_files()
+        ]
+        for items in sources:
+            for item in items:
+                if not isinstance(item, BadLine):
+                    if oldest is None or item["timestamp"] < oldest:
+                        oldest = item["timestamp"]
+                    break
+        return oldest
 
     # -- delivery bookkeeping (the uploader holds upload.lock) ---------------
 
@@ -493,119 +532,130 @@ class Spool:
         self.ensure_folder()
         return ProcessLock(self.file("upload.lock"))
 
-    def commit(self, segment: Segment, offset: int) -> None:
-        """Everything before ``offset`` left the spool; forget it durably."""
-        if offset >= segment.size:
-            _unlink_quietly(segment.path)
-            _unlink_quietly(segment.path + ".pos")
-            return
-        _write_private(segment.path + ".pos", str(offset).encode())
+    def commit(self, segment: Segment, offset: int, acked: Sequence[tuple[int, int]] = ()) -> None:
+        """Everything before ``offset`` (and the ``acked`` ranges) left the spool; durably.
 
-    def quarantine(self, entries: list[dict[str, Any]]) -> None:
+        Nothing is written for a segment that is gone (purged meanwhile):
+        a purge must leave no file behind.
+        """
+        with self.locked():
+            if not segment.exists():
+                return
+            ranges = [(a, b) for a, b in acked if b > offset]
+            if offset >= segment.size or (ranges and _covers(offset, ranges, segment.size)):
+                _fs.remove(segment.path)
+                _fs.remove(segment.path + ".pos")
+                return
+            data: Any = {"pos": offset, "acked": ranges} if ranges else offset
+            _fs.atomic_write(segment.path + ".pos", json.dumps(data).encode())
+
+    def quarantine(self, entries: Sequence[dict[str, Any]]) -> None:
         """Keep lines we will not send where a person can look at them."""
         if not entries:
             return
-        data = b"".join(
-            json.dumps(entry, separators=(",", ":")).encode() + b"\n" for entry in entries
-        )
         with self.locked():
-            fd = os.open(self.file("quarantine.jsonl"), _APPEND_FLAGS, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            self._update_state_locked(
-                lambda state: state.__setitem__(
-                    "quarantined", int(state.get("quarantined", 0)) + len(entries)
-                )
+            dropped = _quarantine.append_entries(
+                self.path, entries, _quarantine.quarantine_limit(self.max_bytes)
             )
 
+            def change(state: _spool_state.SpoolState) -> None:
+                state.quarantined += len(entries)
+                if dropped:
+                    state.add_drops({"quarantine_cap": dropped})
+
+            self._update_state_locked(change)
+
     def purge(self) -> int:
-        """Delete every pending event; returns how many there were."""
+        """Delete every pending and quarantined event; returns how many were pending.
+
+        Runs under the append lock; a running uploader notices that its
+        segment is gone before sending its next batch (see ``wait_for_uploads``).
+        """
         if not self.exists():
             return 0
         removed = 0
         with self.locked():
             for segment in self.segments():
                 removed += count_lines(segment.path, segment.start)
-                _unlink_quietly(segment.path)
-                _unlink_quietly(segment.path + ".pos")
+                _fs.remove(segment.path)
+                _fs.remove(segment.path + ".pos")
             for path in self.active_files():
                 removed += count_lines(path, 0)
-                _unlink_quietly(path)
+                _fs.remove(path)
+            _fs.remove(self.file(_quarantine.QUARANTINE_FILE))
             for key in list(self._files):
                 self._close_active(key)
         return removed
 
-    # -- small private JSON files ---------------------------------------------
+    def wait_for_uploads(self, timeout: float) -> bool:
+        """Wait until no upload of this spool is running (True), at most ``timeout`` seconds."""
+        if not self.exists():
+            return True
+        lock = ProcessLock(self.file("upload.lock"))
+        try:
+            if not lock.acquire(timeout):
+                return False
+            lock.release()
+            return True
+        finally:
+            lock.close()
 
-    def read_state(self) -> dict[str, Any]:
-        return _read_json(self.file("state.json"))
+    # -- the small files this spool owns ---------------------------------------
 
-    def update_state(self, change: Callable[[dict[str, Any]], None]) -> None:
+    def read_state(self) -> _spool_state.SpoolState:
+        return _spool_state.load_state(self.path)
+
+    def update_state(self, change: Callable[[_spool_state.SpoolState], None]) -> None:
         with self.locked():
             self._update_state_locked(change)
 
-    def _update_state_locked(self, change: Callable[[dict[str, Any]], None]) -> None:
-        path = self.file("state.json")
-        state = _read_json(path)
-        change(state)
-        _write_private(path, json.dumps(state, sort_keys=True).encode())
+    def _update_state_locked(self, change: Callable[[_spool_state.SpoolState], None]) -> None:
+        _spool_state.update_state(self.path, change)
 
-    def read_destinations(self) -> dict[str, dict[str, Any]]:
-        data = _read_json(self.file("destinations.json"))
-        return {k: v for k, v in data.items() if isinstance(v, dict)}
+    def read_destinations(self) -> dict[str, _destinations.RecordedDestination]:
+        return _destinations.load_destinations(self.path)
 
-    def record_destination(self, library: str, destination: dict[str, Any]) -> None:
+    def record_destination(
+        self, library: str, destination: _destinations.RecordedDestination
+    ) -> None:
         """Remember where ``library`` sends, privately (0600), if it changed."""
         with self.locked():
-            path = self.file("destinations.json")
-            data = _read_json(path)
-            if data.get(library) == destination:
-                return
-            data[library] = destination
-            _write_private(path, json.dumps(data, sort_keys=True).encode())
+            _destinations.record(self.path, library, destination)
 
 
-def _add_drops(state: dict[str, Any], drops: dict[str, int]) -> None:
-    dropped = state.get("dropped")
-    if not isinstance(dropped, dict):
-        dropped = {}
-    for reason, count in drops.items():
-        dropped[reason] = int(dropped.get(reason, 0)) + count
-    state["dropped"] = dropped
+def _covers(offset: int, ranges: Sequence[tuple[int, int]], size: int) -> bool:
+    """Whether ``[offset, size)`` is entirely inside the sorted acknowledged ``ranges``."""
+    position = offset
+    for begin, end in sorted(ranges):
+        if begin > position:
+            return False
+        position = max(position, end)
+    return position >= size
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def _read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
+    """A ``.pos`` file: the first undelivered byte, and ranges acknowledged after it."""
+    raw = _fs.read_limited(path, 64 * 1024)
+    if not raw:
+        return 0, []
     try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read(4 * 1024 * 1024))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_private(path: str, data: bytes) -> None:
-    """Replace ``path`` atomically with a 0600 file (never through a symlink)."""
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _read_pos(segment_path: str) -> int:
-    try:
-        with open(segment_path + ".pos", "rb") as handle:
-            return max(0, int(handle.read(32)))
-    except (OSError, ValueError):
-        return 0
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return 0, []
+    if isinstance(data, int) and not isinstance(data, bool):
+        return max(0, data), []
+    if not isinstance(data, dict) or not isinstance(data.get("pos"), int):
+        return 0, []
+    ranges = []
+    for pair in data.get("acked") or ():
+        if (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
+            and 0 <= pair[0] < pair[1]
+        ):
+            ranges.append((pair[0], pair[1]))
+    return max(0, data["pos"]), ranges
 
 
 def _last_byte(fd: int, end: int) -> bytes:
@@ -617,11 +667,6 @@ def _last_byte(fd: int, end: int) -> bytes:
 def _truncate_quietly(fd: int, size: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, size)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def _size(path: str) -> int:
@@ -636,15 +681,3 @@ def _mtime(path: str) -> float:
         return os.stat(path, follow_symlinks=False).st_mtime
     except OSError:
         return time.time()
-
-
-def count_lines(path: str, start: int) -> int:
-    count = 0
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            handle.seek(start)
-            while chunk := handle.read(_READ_CHUNK):
-                count += chunk.count(b"\n")
-    except OSError:
-        return 0
-    return count

@@ -1,10 +1,11 @@
 """Replays the spool through each library's backend; deletes only what was accepted.
 
 One uploader per spool at a time (``upload.lock``). It claims the active
-files by sealing them into segments, then walks the segments oldest first,
-sending batches and recording after each accepted batch how far the segment
-is delivered. A crash costs at most a resend of the batch in flight, with the
-same uuids, which PostHog de-duplicates.
+files by sealing them into segments, then delivers the segments oldest
+first (see ``_pipeline``), recording after each acknowledged batch how far
+each segment went. Nothing is sent when the user opted out or chose local
+mode, whatever the caller asks; a purge or ``disable`` stops a running
+upload before its next batch.
 """
 
 from __future__ import annotations
@@ -15,28 +16,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from . import _state
-from .backends import BackendUnavailable, DeliveryError, build_backend
-from .config import TelemetryConfig, spool_dir
-from .spool import BadLine, Segment, Spool, count_lines, library_key
+from . import _log
+from ._delivery import Deliverer
+from ._pipeline import Pipeline, Tally, chunk_stream
+from ._routing import Router
+from .config import TelemetryConfig, config_dir, decide_mode, read_dotenv, spool_dir
+from .spool import Spool, library_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = [
-    "Destination",
-    "UploadResult",
-    "count_pending",
-    "open_spool",
-    "resolve_destinations",
-    "upload",
-]
+    from ._pipeline import Chunk
+    from ._spool_state import SpoolState
+    from .spool import Segment
 
-BATCH_EVENTS = 1000
-BATCH_BYTES = 4 * 1024 * 1024  # PostHog accepts up to 5 MiB per batch
-MAX_EVENT_BYTES = 900 * 1024  # PostHog drops larger events
-MAX_ATTEMPTS = 3
-HISTORICAL_AFTER = timedelta(hours=48)
+__all__ = ["UploadResult", "open_spool", "plan", "sending_blocked", "upload"]
+
 BACKOFF_FIRST = 60.0
 BACKOFF_MAX = 6 * 3600.0
 
@@ -52,13 +47,20 @@ class UploadResult:
     error: Optional[str] = None
     reasons: dict[str, str] = field(default_factory=dict)
     busy: bool = False
-    planned: dict[str, int] = field(default_factory=dict)
+    blocked: Optional[str] = None
+    unauthorized: bool = False
 
     @property
     def ok(self) -> bool:
+        """Nothing was left behind that the caller asked to send."""
+        if self.blocked is not None:
+            return True
         return self.pending == 0 and self.error is None and not self.busy
 
     def summary(self) -> str:
+        """One line for a person."""
+        if self.blocked is not None:
+            return f"nothing sent: {self.blocked} ({self.pending} pending)"
         parts = [f"sent {self.sent}", f"pending {self.pending}"]
         if self.failed:
             parts.append(f"quarantined {self.failed}")
@@ -70,296 +72,36 @@ class UploadResult:
             why = "new events arrived during the upload; run it again"
         return f"{text} ({why})" if why else text
 
-
-@dataclass(frozen=True)
-class Destination:
-    """Where one library's events go. ``api_key`` never leaves this object."""
-
-    backend: str
-    endpoint: Optional[str]
-    api_key: Optional[str] = field(default=None, repr=False)
-
-    def describe(self) -> str:
-        return f"{self.backend} {self.endpoint}" if self.endpoint else self.backend
-
-
-def resolve_destinations(
-    recorded: Mapping[str, Mapping[str, Any]],
-    environ: Mapping[str, str],
-    *,
-    backend: Optional[str] = None,
-    endpoint: Optional[str] = None,
-    api_key: Optional[str] = None,
-) -> Callable[[str], Destination]:
-    """Each library's recorded destination, with the user's env and flags on top."""
-    user = TelemetryConfig.from_env(TelemetryConfig(), environ)
-    env_backend = environ.get("LUXONIS_TELEMETRY_BACKEND", "").strip() or None
-    env_endpoint = environ.get("LUXONIS_TELEMETRY_ENDPOINT", "").strip() or None
-
-    def lookup(library: str) -> Destination:
-        known = recorded.get(library, {})
-        name = backend or env_backend or _text(known.get("backend")) or "posthog"
-        where = endpoint or env_endpoint or _text(known.get("endpoint"))
-        if where is None and name == "posthog":
-            where = user.effective_endpoint
-        return Destination(
-            backend=name,
-            endpoint=where,
-            api_key=api_key or user.api_key or _text(known.get("api_key")),
-        )
-
-    return lookup
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "pending": self.pending,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "error": self.error,
+            "reasons": self.reasons,
+            "busy": self.busy,
+            "blocked": self.blocked,
+            "unauthorized": self.unauthorized,
+        }
 
 
-def _text(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) and value else None
-
-
-class _Deliverer:
-    """One backend instance per destination for the length of a run."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self._backends: dict[Destination, Any] = {}
-        self.unavailable: dict[Destination, str] = {}
-        self.failing: dict[Destination, str] = {}
-
-    def backend(self, destination: Destination) -> Any:
-        if destination in self.unavailable or destination in self.failing:
-            return None
-        found = self._backends.get(destination)
-        if found is None:
-            config = TelemetryConfig(
-                backend=destination.backend,
-                endpoint=destination.endpoint,
-                api_key=destination.api_key,
-            )
-            try:
-                found = build_backend(destination.backend, config)
-            except BackendUnavailable as exc:
-                self.unavailable[destination] = str(exc)
-                return None
-            self._backends[destination] = found
-        return found
-
-    def send(
-        self, destination: Destination, records: Sequence[dict[str, Any]], historical: bool
-    ) -> None:
-        """Deliver or raise ``DeliveryError``, retrying transient failures in budget."""
-        backend = self._backends[destination]
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeliveryError("time budget exhausted", kind="transient")
-            if hasattr(backend, "timeout"):
-                backend.timeout = max(0.5, min(10.0, remaining))
-            try:
-                _send_once(backend, records, historical)
-                return
-            except DeliveryError as exc:
-                if exc.kind != "transient" or attempt >= MAX_ATTEMPTS:
-                    raise
-                pause = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** (attempt - 1)
-                if pause > self.deadline - time.monotonic() - 0.5:
-                    raise
-                time.sleep(max(0.0, pause))
-
-    def close(self) -> None:
-        for backend in self._backends.values():
-            try:
-                backend.shutdown()
-            except Exception as exc:  # noqa: BLE001 - a user's backend must not stop us
-                _state.log_internal_error("backend shutdown", exc)
-
-
-def _send_once(backend: Any, records: Sequence[dict[str, Any]], historical: bool) -> None:
-    send = getattr(backend, "send", None)
-    if callable(send):
-        send(records, historical=historical)
-        return
-    try:
-        for record in records:
-            if record.get("type") == "identify":
-                backend.identify(record["distinct_id"], record.get("properties", {}))
-            else:
-                backend.capture(record)
-        backend.flush()
-    except Exception as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}", kind="transient") from exc
-
-
-@dataclass
-class _Run:
-    spool: Spool
-    destination_of: Callable[[str], Destination]
-    deliverer: _Deliverer
-    result: UploadResult
-    max_age: timedelta
-    progress: Optional[Callable[[int], None]]
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    def segment(self, segment: Segment) -> bool:
-        """Deliver one segment front to back; False when it must stay pending."""
-        return self.stream(
-            segment.records(),
-            start=segment.start,
-            end=segment.size,
-            commit=lambda offset: self.spool.commit(segment, offset),
-            source=os.path.basename(segment.path),
-        )
-
-    def stream(
-        self,
-        items: Iterable[tuple[int, Any]],
-        *,
-        start: int,
-        end: int,
-        commit: Callable[[int], None],
-        source: str,
-    ) -> bool:
-        """Deliver ``(position, record or BadLine)`` items in order.
-
-        ``commit(position)`` is called after each accepted batch with the
-        position up to which everything was delivered, quarantined or
-        skipped; a False return means the rest stays pending.
-        """
-        batch: list[dict[str, Any]] = []
-        batch_bytes = 0
-        batch_key: Optional[tuple[Destination, bool]] = None
-        committed = position = previous = start
-        quarantine: list[dict[str, Any]] = []
-        destinations: dict[str, Destination] = {}
-
-        def flush() -> bool:
-            nonlocal batch, batch_bytes, committed
-            if batch and batch_key is not None and not self._deliver(batch, *batch_key, quarantine):
-                return False
-            self.spool.quarantine(quarantine)
-            quarantine.clear()
-            batch, batch_bytes = [], 0
-            if position != committed:
-                commit(position)
-                committed = position
-            return True
-
-        for item_end, item in items:
-            size, previous = item_end - previous, item_end
-            keep, stamp = self._screen(item, size, source, quarantine)
-            if not keep:
-                if not batch:
-                    position = item_end
-                continue
-            destination = destinations.get(item["library"])
-            if destination is None:
-                destination = destinations[item["library"]] = self.destination_of(item["library"])
-            if self.deliverer.backend(destination) is None:
-                flush()
-                self._note_unavailable(item["library"], destination)
-                return False
-            historical = stamp is not None and self.now - stamp > HISTORICAL_AFTER
-            key = (destination, historical)
-            if (
-                batch
-                and (
-                    key != batch_key
-                    or len(batch) >= BATCH_EVENTS
-                    or batch_bytes + size > BATCH_BYTES
-                )
-                and not flush()
-            ):
-                return False
-            batch_key = key
-            batch.append(item)
-            batch_bytes += size
-            position = item_end
-            if time.monotonic() > self.deliverer.deadline:
-                flush()
-                self.result.error = self.result.error or "time budget exhausted"
-                return False
-        if not flush():
-            return False
-        if end and committed < end:
-            commit(end)
-        return True
-
-    def _screen(
-        self, item: Any, size: int, source: str, quarantine: list[dict[str, Any]]
-    ) -> tuple[bool, Optional[datetime]]:
-        """Whether ``item`` is to be sent (and its time); the rest is set aside, counted."""
-        if isinstance(item, BadLine):
-            quarantine.append(_bad_entry(item, source))
-            self.result.failed += 1
-            return False, None
-        if size > MAX_EVENT_BYTES:
-            quarantine.append(_bad_entry(BadLine("event over 900 KiB", b"", size), source))
-            self.result.failed += 1
-            return False, None
-        stamp = _parse_time(item["timestamp"])
-        if stamp is not None and self.now - stamp > self.max_age:
-            self.result.skipped += 1
-            return False, stamp
-        return True, stamp
-
-    def _deliver(
-        self,
-        batch: list[dict[str, Any]],
-        destination: Destination,
-        historical: bool,
-        quarantine: list[dict[str, Any]],
-    ) -> bool:
-        try:
-            self.deliverer.send(destination, batch, historical)
-        except DeliveryError as exc:
-            if exc.kind == "too_large" and len(batch) > 1:
-                half = len(batch) // 2
-                return self._deliver(batch[:half], destination, historical, quarantine) and (
-                    self._deliver(batch[half:], destination, historical, quarantine)
-                )
-            if exc.kind in ("rejected", "too_large"):
-                reason = f"rejected by {destination.describe()}: {exc}"
-                quarantine.extend({"reason": reason, "record": record} for record in batch)
-                self.result.failed += len(batch)
-                return True
-            self.deliverer.failing[destination] = str(exc)
-            for library in {record["library"] for record in batch}:
-                self.result.reasons[library] = f"{destination.describe()}: {exc}"
-            self.result.error = self.result.error or str(exc)
-            return False
-        self.result.sent += len(batch)
-        if self.progress is not None:
-            self.progress(len(batch))
-        return True
-
-    def _note_unavailable(self, library: str, destination: Destination) -> None:
-        reason = self.deliverer.unavailable.get(destination) or self.deliverer.failing.get(
-            destination, "unavailable"
-        )
-        self.result.reasons.setdefault(library, reason)
-
-
-def _bad_entry(item: BadLine, source: str) -> dict[str, Any]:
-    return {
-        "reason": item.reason,
-        "source": source,
-        "length": item.length,
-        "head": item.head.decode("utf-8", "backslashreplace"),
-    }
-
-
-def _parse_time(text: str) -> Optional[datetime]:
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
+def sending_blocked(environ: Mapping[str, str], *, dotenv: bool = True) -> Optional[str]:
+    """Why nothing may be sent from here (an opt-out or local mode), or ``None``."""
+    decision = decide_mode("on", environ, read_dotenv() if dotenv else {})
+    if decision.mode == "off":
+        return f"telemetry is off ({decision.reason})"
+    if decision.mode == "local":
+        return f"local mode: events are recorded, never uploaded ({decision.reason})"
+    return None
 
 
 def open_spool(environ: Optional[Mapping[str, str]] = None) -> Optional[Spool]:
     """The user's spool as configured by the environment (``None``: no home)."""
+    from . import _state
+
     env = os.environ if environ is None else environ
-    config = TelemetryConfig.from_env(TelemetryConfig(), env)
+    config = TelemetryConfig.from_environ(environ=env)
     path = spool_dir(config, env)
     if path is None:
         return None
@@ -377,15 +119,19 @@ def upload(
     endpoint: Optional[str] = None,
     api_key: Optional[str] = None,
     libraries: Optional[Sequence[str]] = None,
-    dry_run: bool = False,
     progress: Optional[Callable[[int], None]] = None,
     spool: Optional[Spool] = None,
     environ: Optional[Mapping[str, str]] = None,
+    threads: bool = True,
 ) -> UploadResult:
     """Send pending events; never raises for a delivery problem.
 
-    ``budget`` bounds the whole run in seconds. ``lock_timeout`` is how long
-    to wait for another uploader of the same spool (default: the budget).
+    ``budget`` bounds the whole run in seconds (a batch on the wire is given
+    what is left of it). ``lock_timeout`` is how long to wait for another
+    uploader of the same spool (default: the budget). Under any opt-out or
+    in local mode nothing is sent and ``blocked`` says why. ``threads=False``
+    sends one batch at a time on the calling thread (at interpreter exit no
+    thread can start).
     """
     env = os.environ if environ is None else environ
     result = UploadResult()
@@ -395,90 +141,103 @@ def upload(
         return result
     if not spool.exists():
         return result
-    destination_of = resolve_destinations(
-        spool.read_destinations(), env, backend=backend, endpoint=endpoint, api_key=api_key
-    )
-    if dry_run:
-        return _plan(spool, destination_of, libraries)
+    blocked = sending_blocked(env, dotenv=environ is None)
+    if blocked is not None:
+        result.blocked = blocked
+        result.pending = spool.count_pending()
+        return result
     deadline = time.monotonic() + budget
     lock = spool.upload_lock()
     if not lock.acquire(budget if lock_timeout is None else lock_timeout):
         lock.close()
         result.busy = True
         result.error = "another upload of this spool is running"
-        result.pending = count_pending(spool)
+        result.pending = spool.count_pending()
         return result
-    deliverer = _Deliverer(deadline)
+    router = Router(
+        spool.read_destinations(), env, backend=backend, endpoint=endpoint, api_key=api_key
+    )
+    deliverer = Deliverer(deadline, threads=threads)
+    tally = Tally()
+    wanted = {library_key(name) for name in libraries} if libraries else None
     try:
         spool.seal_all()
-        run = _Run(
-            spool,
-            destination_of,
-            deliverer,
-            result,
-            timedelta(seconds=spool.max_age_seconds),
-            progress,
-        )
-        wanted = {library_key(name) for name in libraries} if libraries else None
+        now = datetime.now(timezone.utc)
+        max_age = timedelta(seconds=spool.max_age_seconds)
+        stop = _stop_check(deadline, env, environ is None)
         for segment in spool.segments():
             if wanted is not None and segment.key not in wanted:
                 continue
-            run.segment(segment)
-        result.pending = count_pending(spool, wanted)
+            pipeline = Pipeline(
+                deliverer,
+                tally,
+                commit=_committer(spool, segment),
+                quarantine=spool.quarantine,
+                should_stop=lambda segment=segment: (  # type: ignore[misc]
+                    "the events were purged" if not segment.exists() else stop()
+                ),
+                progress=progress,
+            )
+            chunks = chunk_stream(
+                segment.records(),
+                route=router,
+                source=segment.name,
+                tally=tally,
+                max_age=max_age,
+                now=now,
+            )
+            pipeline.run(chunks, segment.start)
+            if tally.error == "the events were purged":
+                break
+        result.pending = spool.count_pending(wanted)
     finally:
         deliverer.close()
         lock.release()
         lock.close()
-    _remember(spool, result, transient=bool(deliverer.failing))
+    _fill(result, tally)
+    remember(spool, result, transient=bool(deliverer.failing), tally=tally)
     return result
 
 
-def count_pending(spool: Spool, keys: Optional[set[str]] = None) -> int:
-    """Pending lines (events, or bad lines not yet quarantined)."""
-    total = 0
-    for segment in spool.segments():
-        if keys is None or segment.key in keys:
-            total += count_lines(segment.path, segment.start)
-    for path in spool.active_files():
-        key = os.path.basename(path)[len("active.") : -len(".jsonl")]
-        if keys is None or key in keys:
-            total += count_lines(path, 0)
-    return total
+def _stop_check(
+    deadline: float, env: Mapping[str, str], dotenv: bool
+) -> Callable[[], Optional[str]]:
+    """Checked before each batch: the deadline, and an opt-out made while we run."""
+    folder = config_dir(env)
+
+    def check() -> Optional[str]:
+        if time.monotonic() > deadline:
+            return "time budget exhausted"
+        if folder is not None:
+            return sending_blocked(env, dotenv=dotenv)
+        return None
+
+    return check
 
 
-def _plan(
-    spool: Spool,
-    destination_of: Callable[[str], Destination],
-    libraries: Optional[Sequence[str]],
-) -> UploadResult:
-    result = UploadResult()
-    deliverer = _Deliverer(time.monotonic() + 60)
-    labels: dict[str, str] = {}
-    for _end, item in spool.iter_pending():
-        if isinstance(item, BadLine):
-            result.failed += 1
-            continue
-        if libraries and item["library"] not in libraries:
-            continue
-        where = labels.get(item["library"])
-        if where is None:
-            destination = destination_of(item["library"])
-            where = f"{item['library']} -> {destination.describe()}"
-            if deliverer.backend(destination) is None:
-                where += f" (would stay pending: {deliverer.unavailable[destination]})"
-            labels[item["library"]] = where
-        result.planned[where] = result.planned.get(where, 0) + 1
-        result.pending += 1
-    deliverer.close()
-    return result
+def _committer(spool: Spool, segment: Segment) -> Callable[[int, list[tuple[int, int]]], None]:
+    def commit(position: int, acked: list[tuple[int, int]]) -> None:
+        spool.commit(segment, position, acked)
+
+    return commit
 
 
-def _remember(spool: Spool, result: UploadResult, *, transient: bool) -> None:
+def _fill(result: UploadResult, tally: Tally) -> None:
+    result.sent += tally.sent
+    result.failed += tally.failed
+    result.skipped += tally.skipped
+    result.error = result.error or tally.error
+    result.reasons.update(tally.reasons)
+    result.unauthorized = tally.unauthorized is not None
+
+
+def remember(spool: Spool, result: UploadResult, *, transient: bool, tally: Tally) -> None:
     """Persist the outcome: ``status`` shows it and the exit hook backs off by it."""
     now = time.time()
+    unauthorized = tally.unauthorized
 
-    def change(state: dict[str, Any]) -> None:
-        state["last_upload"] = {
+    def change(state: SpoolState) -> None:
+        state.last_upload = {
             "at": now,
             "sent": result.sent,
             "pending": result.pending,
@@ -486,16 +245,86 @@ def _remember(spool: Spool, result: UploadResult, *, transient: bool) -> None:
             "error": result.error,
         }
         if transient:
-            failures = int(state.get("exit_backoff", {}).get("failures", 0)) + 1
-            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
-            state["exit_backoff"] = {"failures": failures, "next_attempt_at": now + delay}
+            state.backoff_failures += 1
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (min(state.backoff_failures, 30) - 1))
+            state.next_attempt_at = now + delay
         elif result.sent or not result.pending:
-            state.pop("exit_backoff", None)
+            state.backoff_failures = 0
+            state.next_attempt_at = 0.0
+        if unauthorized is not None:
+            state.auth_failure = {
+                "at": now,
+                "status": unauthorized.status or 0,
+                "destination": None,
+                "message": str(unauthorized),
+            }
+        elif result.sent:
+            state.auth_failure = None
         if result.skipped:
-            dropped = state.setdefault("dropped", {})
-            dropped["age_cap"] = int(dropped.get("age_cap", 0)) + result.skipped
+            state.add_drops({"age_cap": result.skipped})
 
     try:
         spool.update_state(change)
     except OSError as exc:
-        _state.log_internal_error("saving the upload result", exc)
+        _log.debug("saving the upload result failed: %s", exc)
+
+
+def plan(
+    *,
+    spool: Spool,
+    backend: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    api_key: Optional[str] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Iterator[tuple[Chunk, Any]]:
+    """The batches an upload would send now, each with its destination's backend (or ``None``).
+
+    Nothing is sent and nothing changes on disk (no sealing, no quarantine).
+    """
+    env = os.environ if environ is None else environ
+    router = Router(
+        spool.read_destinations(), env, backend=backend, endpoint=endpoint, api_key=api_key
+    )
+    deliverer = Deliverer(time.monotonic() + 60)
+    tally = Tally()
+    now = datetime.now(timezone.utc)
+    max_age = timedelta(seconds=spool.max_age_seconds)
+    try:
+        for segment in spool.segments():
+            yield from _planned(
+                segment.records(), router, deliverer, tally, segment.name, now, max_age
+            )
+        for path in spool.active_files():
+            from ._reader import iter_records
+
+            items = _spans(iter_records(path, torn_tail_is_bad=False))
+            yield from _planned(
+                items, router, deliverer, tally, os.path.basename(path), now, max_age
+            )
+    finally:
+        deliverer.close()
+
+
+def _spans(items: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, int, Any]]:
+    begin = 0
+    for end, item in items:
+        yield begin, end, item
+        begin = end
+
+
+def _planned(
+    items: Iterator[tuple[int, int, Any]],
+    router: Router,
+    deliverer: Deliverer,
+    tally: Tally,
+    source: str,
+    now: datetime,
+    max_age: timedelta,
+) -> Iterator[tuple[Chunk, Any]]:
+    for chunk in chunk_stream(
+        items, route=router, source=source, tally=tally, max_age=max_age, now=now
+    ):
+        if chunk.records and chunk.destination is not None:
+            yield chunk, deliverer.backend(chunk.destination)
+        else:
+            yield chunk, None

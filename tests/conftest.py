@@ -38,9 +38,24 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("LUXONIS_TELEMETRY_UPLOAD_ON_EXIT", "0")
+    monkeypatch.chdir(tmp_path)
     _state.reset()
     yield home
     _state.reset()
+
+
+@pytest.fixture(autouse=True)
+def no_swallowed_errors(request: pytest.FixtureRequest, isolated: Path) -> Iterator[None]:
+    """Fail a test in which the library swallowed an internal error it did not expect.
+
+    Mark a test ``@pytest.mark.allow_internal_errors`` when provoking one is its point.
+    """
+    swallowed: list[tuple[str, BaseException]] = []
+    _state.state.error_observers.append(lambda where, exc: swallowed.append((where, exc)))
+    yield
+    if swallowed and request.node.get_closest_marker("allow_internal_errors") is None:
+        where, exc = swallowed[0]
+        pytest.fail(f"luxonis-telemetry swallowed an internal error in {where}: {exc!r}")
 
 
 @pytest.fixture
@@ -107,14 +122,19 @@ def free_port() -> int:
 
 
 def helpers_of(spool: Path) -> list[int]:
-    """Pids of exit helpers working on ``spool`` (they run with it as cwd)."""
+    """Pids of exit helpers working on ``spool`` (their environment names it)."""
+    wanted = f"LUXONIS_TELEMETRY_SPOOL_DIR={spool}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/cwd") == str(spool):
-                found.append(int(entry))
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"luxonis_telemetry._exit" not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if wanted in handle.read().split(b"\0"):
+                    found.append(int(entry))
         except OSError:
             continue
     return found

@@ -1,37 +1,57 @@
-"""Where events go: PostHog by default, or any object with the seed's methods."""
+"""Where events go: PostHog by default, or any backend a library registers or publishes.
+
+The contract every backend meets is documented in one place,
+``luxonis_telemetry.backends._base``. Names load on first use, so importing
+this package costs nothing on the capture path.
+"""
 
 from __future__ import annotations
 
-from ._base import BackendUnavailable, DeliveryError
-from ._posthog import PostHogBackend
-from ._registry import build_backend, register_backend
-from ._simple import MemoryBackend, NoopBackend, StdoutBackend
+import importlib
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._protocols import Backend, BatchBackend, Record
+    from ._base import BackendUnavailable, BatchBackend, DeliveryError, TelemetryBackend
+    from ._posthog import PostHogBackend, to_posthog_message
+    from ._registry import build_backend, register_backend
+    from ._simple import NoopBackend, StdoutBackend
 
 __all__ = [
-    "Backend",
     "BackendUnavailable",
     "BatchBackend",
     "DeliveryError",
-    "MemoryBackend",
     "NoopBackend",
     "PostHogBackend",
-    "Record",
     "StdoutBackend",
+    "TelemetryBackend",
     "build_backend",
     "register_backend",
+    "to_posthog_message",
 ]
+
+_HOMES = {
+    "BackendUnavailable": "._base",
+    "BatchBackend": "._base",
+    "DeliveryError": "._base",
+    "TelemetryBackend": "._base",
+    "PostHogBackend": "._posthog",
+    "to_posthog_message": "._posthog",
+    "build_backend": "._registry",
+    "register_backend": "._registry",
+    "NoopBackend": "._simple",
+    "StdoutBackend": "._simple",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The typing-only contracts load on first use."""
-    if name in ("Backend", "BatchBackend", "Record"):
-        from . import _protocols
+    """Load a name's module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home, __name__), name)
 
-        return getattr(_protocols, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

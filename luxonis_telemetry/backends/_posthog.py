@@ -1,53 +1,88 @@
-"""PostHog delivery through the official ``posthog`` package.
+"""PostHog delivery through the official ``posthog`` package, on a transport we control.
 
-The posthog client's async queue drops events silently (queue full, after its
-retries, at exit, over 900 KiB), so it is not used here. Each batch goes
-through ``posthog.request.batch_post``, which raises unless PostHog answered
-200: only then may the uploader delete the events. ``posthog`` is imported
-when a backend is built, never at package import.
+Each batch goes through ``posthog.request.batch_post`` (the official client's
+wire format and status handling) with a ``requests`` session whose transport
+(``_transport``) follows no redirect, reads answers with a size limit and
+ends the whole exchange at a deadline. A batch counts as delivered only when
+PostHog answered 200 with its JSON acknowledgement (``{"status": 1}``, or
+``{"status": "Ok"}`` from newer capture servers): a captive portal's HTML
+page, an empty body or a redirect keep the events pending.
+
+The message keeps the spooled record's uuid and capture time, and carries
+luxonis-ml's property keys (``$process_person_profile``, ``$session_id``,
+``source_product``, ``source_component``, ``sdk_version``,
+``schema_version``) next to ours, so existing dashboards keep working.
+Properties never replace context, and never set PostHog's ``$`` keys (the
+sanitizer dropped those at capture).
 """
 
 from __future__ import annotations
 
-import threading
+import json
+from typing import TYPE_CHECKING, Any, Optional
 
+from .._text import mask_url
 from .._version import __version__
+from ..config import DEFAULT_ENDPOINT
+from ..record import wire_context
 from ._base import BackendUnavailable, DeliveryError
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any, Optional
 
-    from ._protocols import Record
+    from ..config import TelemetryConfig
+    from ..record import Record
 
-__all__ = ["PostHogBackend", "to_posthog_message"]
+__all__ = ["LIB_NAME", "NO_IP", "PostHogBackend", "to_posthog_message"]
 
 LIB_NAME = "luxonis-telemetry"
-_RENAMED_CONTEXT = {
-    "os": "$os",
-    "os_version": "$os_version",
-    "python_version": "$python_version",
-}
-_FLUSH_BATCH = 500
-_LIB_PROPERTIES = {"$lib": LIB_NAME, "$lib_version": __version__, "$geoip_disable": True}
+NO_IP = "0.0.0.0"  # noqa: S104 - a placeholder address, nothing listens on it
+MAX_REQUEST_SECONDS = 10.0
+_ALIASES = (("os", "$os"), ("os_version", "$os_version"), ("python_version", "$python_version"))
+_ACKS = (1, "ok")
 
 
-def to_posthog_message(record: Record) -> dict[str, Any]:
-    """The PostHog message for a spooled record: same uuid, time and context.
+def to_posthog_message(
+    record: Record, *, disable_geoip: bool = True, trust_sent_at: bool = True
+) -> dict[str, Any]:
+    """The PostHog message for a spooled record: same uuid, time and capture-time context.
 
-    The spooled os/python facts are those of the capturing machine; PostHog
-    receives them as they are, not the uploading machine's.
+    ``disable_geoip`` (the default) also keeps the uploading machine's IP
+    address out of the event; a library that turns GeoIP on sends it, since
+    the lookup needs it.
+
+    ``trust_sent_at=False`` adds ``$ignore_sent_at``: PostHog then keeps the
+    capture time as recorded instead of shifting it by the uploading
+    machine's clock skew, which is right only when the same clock captured
+    and uploads (see the uploader).
     """
-    renamed = _RENAMED_CONTEXT
-    properties = {renamed.get(key, key): value for key, value in record["context"].items()}
-    properties.update(_LIB_PROPERTIES)
-    if record.get("type") == "identify":
-        properties["$set"] = record.get("properties", {})
+    context = wire_context(record)
+    is_identify = record.get("type") == "identify"
+    properties: dict[str, Any] = {} if is_identify else dict(record["properties"])
+    properties.update(context)
+    for ours, theirs in _ALIASES:
+        if ours in context:
+            properties[theirs] = context[ours]
+    implementation = context.get("python_implementation")
+    if implementation:
+        properties["$python_runtime"] = implementation
+    properties["$lib"] = LIB_NAME
+    properties["$lib_version"] = __version__
+    properties["schema_version"] = 1
+    if disable_geoip:
+        # PostHog fills an empty `$ip` with the uploading machine's address and
+        # keeps a non-empty one as sent: a placeholder keeps the real address out.
+        properties["$geoip_disable"] = True
+        properties["$ip"] = NO_IP
+    if not trust_sent_at:
+        properties["$ignore_sent_at"] = True
+    event = record["event"]
+    if is_identify:
         event = "$identify"
-    else:
-        properties.update(record.get("properties", {}))
-        event = record["event"]
+        properties["$set"] = dict(record["properties"])
+        anonymous = context.get("anon_distinct_id")
+        if anonymous and anonymous != record["distinct_id"]:
+            properties["$anon_distinct_id"] = anonymous
     return {
         "type": "capture",
         "event": event,
@@ -59,90 +94,120 @@ def to_posthog_message(record: Record) -> dict[str, Any]:
 
 
 class PostHogBackend:
-    """Sends confirmed batches to a PostHog project (or a compatible server)."""
+    """Sends confirmed batches to a PostHog project (or a compatible server).
 
-    def __init__(
-        self,
-        api_key: Optional[str],
-        host: str,
-        *,
-        timeout: float = 10.0,
-        gzip: bool = True,
-    ) -> None:
-        if not api_key:
+    Built with ``PostHogBackend(config)`` like every backend; without an API
+    key it cannot be built (events then stay pending, with that reason).
+    ``send`` may be called from several threads at once (batches in flight).
+    """
+
+    def __init__(self, config: TelemetryConfig) -> None:
+        if not config.api_key:
             raise BackendUnavailable(
                 "no PostHog API key configured (set LUXONIS_TELEMETRY_API_KEY)"
             )
-        import requests
+        from ._transport import new_session
 
-        self.api_key = api_key
-        self.host = host
-        self.timeout = timeout
-        self.gzip = gzip
-        self._session = requests.Session()
-        self._buffer: list[Record] = []
-        self._lock = threading.Lock()
+        self.config = config
+        self.api_key = config.api_key
+        self.host = config.endpoint or DEFAULT_ENDPOINT
+        self.disable_geoip = config.disable_geoip
+        self.trust_sent_at = True
+        self._session = new_session()
 
     def __repr__(self) -> str:
-        return f"PostHogBackend(host={self.host!r})"
+        return f"PostHogBackend(host={mask_url(self.host)!r})"
 
-    def send(self, records: Sequence[Record], *, historical: bool = False) -> None:
+    def messages(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        """Exactly what ``send`` puts in the request's ``batch``."""
+        return [
+            to_posthog_message(
+                record, disable_geoip=self.disable_geoip, trust_sent_at=self.trust_sent_at
+            )
+            for record in records
+        ]
+
+    def send(
+        self,
+        records: Sequence[Record],
+        *,
+        historical: bool = False,
+        timeout: float = MAX_REQUEST_SECONDS,
+    ) -> None:
+        """Deliver ``records`` as one batch, or raise :class:`DeliveryError`."""
         import requests
         from posthog.request import APIError, batch_post
 
-        messages = [to_posthog_message(record) for record in records]
+        from ._transport import RedirectRefused, ResponseTooLarge
+
+        where = mask_url(self.host)
         try:
-            batch_post(
+            response = batch_post(
                 self.api_key,
                 host=self.host,
-                gzip=self.gzip,
-                timeout=self.timeout,
-                batch=messages,
+                gzip=True,
+                timeout=max(0.1, min(timeout, MAX_REQUEST_SECONDS)),
+                batch=self.messages(records),
                 historical_migration=historical,
                 session=self._session,
             )
         except APIError as exc:
-            raise _classify(exc.status, exc.retry_after) from None
+            raise _classify(exc.status, exc.retry_after, where) from None
+        except RedirectRefused as exc:
+            raise DeliveryError(
+                f"{where} answered with a redirect ({exc}); redirects are not followed: "
+                "set the endpoint to the address PostHog documents",
+                kind=DeliveryError.TRANSIENT,
+            ) from None
+        except ResponseTooLarge:
+            raise DeliveryError(
+                f"{where} answered with an oversized body: not a PostHog acknowledgement",
+                kind=DeliveryError.TRANSIENT,
+            ) from None
         except requests.RequestException as exc:
             raise DeliveryError(
-                f"cannot reach {self.host}: {type(exc).__name__}", kind="transient"
+                f"cannot reach {where}: {type(exc).__name__}", kind=DeliveryError.TRANSIENT
             ) from None
-
-    def capture(self, event: Record) -> None:
-        with self._lock:
-            self._buffer.append(event)
-
-    def identify(self, user_id: str, traits: dict[str, Any]) -> None:
-        from ..event import new_record
-
-        record = new_record(
-            "identify",
-            event="$identify",
-            distinct_id=user_id,
-            library="",
-            properties=dict(traits),
-            context={},
-        )
-        self.capture(record)
-
-    def flush(self) -> None:
-        with self._lock:
-            pending, self._buffer = self._buffer, []
-        for start in range(0, len(pending), _FLUSH_BATCH):
-            self.send(pending[start : start + _FLUSH_BATCH])
+        _check_acknowledgement(response.content, where)
 
     def shutdown(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._session.close()
+        """Close pooled connections."""
+        self._session.close()
 
 
-def _classify(status: Any, retry_after: Optional[float]) -> DeliveryError:
+def _check_acknowledgement(body: bytes, where: Optional[str]) -> None:
+    """A 200 is a delivery only when it carries PostHog's JSON acknowledgement."""
+    try:
+        answer = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        answer = None
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if isinstance(status, str):
+        status = status.strip().lower()
+    if status in _ACKS and not isinstance(status, bool):
+        return
+    shown = body[:80].decode("utf-8", "replace").replace("\n", " ") if body else "an empty body"
+    raise DeliveryError(
+        f"{where} answered 200 without a PostHog acknowledgement ({shown!r}); "
+        "a captive portal or proxy? the events stay pending",
+        kind=DeliveryError.TRANSIENT,
+    )
+
+
+def _classify(status: Any, retry_after: Optional[float], where: Optional[str]) -> DeliveryError:
     code = status if isinstance(status, int) else None
-    message = f"PostHog answered {status}"
+    if code in (401, 403):
+        return DeliveryError(
+            f"{where} refused the API key ({code}): check LUXONIS_TELEMETRY_API_KEY; "
+            "the events stay pending",
+            kind=DeliveryError.UNAUTHORIZED,
+            status=code,
+        )
+    message = f"{where} answered {status}"
     if code == 413:
-        return DeliveryError(message, kind="too_large", status=code)
-    if code is None or code in (408, 429) or code >= 500:
-        return DeliveryError(message, kind="transient", status=code, retry_after=retry_after)
-    return DeliveryError(message, kind="rejected", status=code)
+        return DeliveryError(message, kind=DeliveryError.TOO_LARGE, status=code)
+    if code in (400, 422):
+        return DeliveryError(message, kind=DeliveryError.INVALID, status=code)
+    return DeliveryError(
+        message, kind=DeliveryError.TRANSIENT, status=code, retry_after=retry_after
+    )

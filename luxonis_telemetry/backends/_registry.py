@@ -1,19 +1,16 @@
-"""Finding a backend by name: registered in-process, built in, or published.
+"""Finding a backend by name: registered in-process, built in, or published by a package.
 
-Other packages publish backends under the entry-point group
-``luxonis_telemetry.backends`` (``name = "pkg.module:factory"``), so the CLI
-can deliver their events too. Entry points are only looked up for a name that
-is neither registered nor built in, because scanning them is slow.
+Names ignore case, as in luxonis-ml. Other packages publish backends under
+the entry-point group ``luxonis_telemetry.backends`` (``name =
+"pkg.module:factory"``), so the CLI can deliver their events too. Entry
+points are looked up only for a name that is neither registered nor built
+in, because scanning them is slow (~35 ms).
 """
 
 from __future__ import annotations
 
-import sys
-
 from .. import _state
 from ._base import BackendUnavailable
-from ._posthog import PostHogBackend
-from ._simple import NoopBackend, StdoutBackend
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -21,35 +18,47 @@ if TYPE_CHECKING:
 
     from ..config import TelemetryConfig
 
-__all__ = ["BUILTIN_BACKENDS", "build_backend", "register_backend"]
+__all__ = [
+    "BUILTIN_BACKENDS",
+    "ENTRY_POINT_GROUP",
+    "build_backend",
+    "is_builtin",
+    "is_registered",
+    "register_backend",
+]
 
 ENTRY_POINT_GROUP = "luxonis_telemetry.backends"
-
-BUILTIN_BACKENDS: dict[str, Callable[[TelemetryConfig], Any]] = {
-    "posthog": lambda config: PostHogBackend(config.api_key, config.effective_endpoint),
-    "stdout": lambda _config: StdoutBackend(),
-    "noop": lambda _config: NoopBackend(),
-}
+BUILTIN_BACKENDS = ("posthog", "stdout", "noop")
 
 
 def register_backend(name: str, factory: Callable[[TelemetryConfig], Any]) -> None:
-    if not isinstance(name, str) or not name:
+    """Make ``factory(config) -> backend`` (a class or any callable) available as ``name``.
+
+    A later registration under the same name (any case) replaces the earlier one.
+    """
+    if not isinstance(name, str) or not name.strip():
         raise ValueError("a backend name must be a non-empty string")
     if not callable(factory):
         raise TypeError("a backend factory must be callable: factory(config) -> backend")
     with _state.state.lock:
-        _state.state.backend_factories[name] = factory
+        _state.state.backend_factories[name.strip().lower()] = factory
 
 
-def is_known_locally(name: str) -> bool:
-    return name in _state.state.backend_factories or name in BUILTIN_BACKENDS
+def is_registered(name: str) -> bool:
+    """Whether ``name`` was registered in this process (its events are served in-process)."""
+    return name.strip().lower() in _state.state.backend_factories
+
+
+def is_builtin(name: str) -> bool:
+    return name.strip().lower() in BUILTIN_BACKENDS
 
 
 def build_backend(name: str, config: TelemetryConfig) -> Any:
-    """The backend called ``name``; raises :class:`BackendUnavailable` if none."""
-    factory = _state.state.backend_factories.get(name) or BUILTIN_BACKENDS.get(name)
+    """The backend called ``name``; raises :class:`BackendUnavailable` if none can be built."""
+    key = name.strip().lower()
+    factory = _state.state.backend_factories.get(key) or _builtin_factory(key)
     if factory is None:
-        factory = _entry_point_factory(name)
+        factory = _entry_point_factory(key)
     try:
         return factory(config)
     except BackendUnavailable:
@@ -60,22 +69,31 @@ def build_backend(name: str, config: TelemetryConfig) -> Any:
         ) from exc
 
 
-def _entry_point_factory(name: str) -> Callable[[TelemetryConfig], Any]:
+def _builtin_factory(key: str) -> Any:
+    if key == "posthog":
+        from ._posthog import PostHogBackend
+
+        return PostHogBackend
+    if key in ("stdout", "noop"):
+        from ._simple import NoopBackend, StdoutBackend
+
+        return StdoutBackend if key == "stdout" else NoopBackend
+    return None
+
+
+def _entry_point_factory(key: str) -> Callable[[TelemetryConfig], Any]:
     from importlib.metadata import entry_points
 
-    if sys.version_info >= (3, 10):
-        found = list(entry_points(group=ENTRY_POINT_GROUP, name=name))
-    else:  # pragma: no cover - Python 3.9
-        found = [ep for ep in entry_points().get(ENTRY_POINT_GROUP, []) if ep.name == name]
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() == key]
     if not found:
         raise BackendUnavailable(
-            f"unknown backend {name!r}: register it with Telemetry.register_backend() "
+            f"unknown backend {key!r}: register it with Telemetry.register_backend() "
             f"or publish it under the {ENTRY_POINT_GROUP!r} entry-point group"
         )
     try:
         factory = found[0].load()
     except Exception as exc:
-        raise BackendUnavailable(f"backend {name!r} failed to load: {exc}") from exc
+        raise BackendUnavailable(f"backend {key!r} failed to load: {exc}") from exc
     if not callable(factory):
-        raise BackendUnavailable(f"backend {name!r} entry point is not callable")
+        raise BackendUnavailable(f"backend {key!r} entry point is not callable")
     return factory  # type: ignore[no-any-return]

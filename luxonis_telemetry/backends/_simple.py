@@ -1,57 +1,60 @@
-"""Backends that never touch the network."""
+"""Backends that never touch the network: ``stdout`` (debug output) and ``noop``.
+
+Both act at capture time (``stdout`` prints each event, ``noop`` drops it);
+neither is an upload destination, so the uploader never counts their
+events as sent.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
+
+from ._base import TelemetryBackend
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from typing import IO, Any, Optional
 
-    from ._base import DeliveryError
-    from ._protocols import Record
+    from ..config import TelemetryConfig
+    from ..events import TelemetryEvent
 
-__all__ = ["MemoryBackend", "NoopBackend", "StdoutBackend"]
+__all__ = ["NoopBackend", "StdoutBackend"]
 
 
-class NoopBackend:
+class NoopBackend(TelemetryBackend):
     """Records nothing: for code paths that want a backend but no telemetry."""
 
-    def capture(self, event: Record) -> None:
-        pass
+    def __init__(self, config: Optional[TelemetryConfig] = None) -> None:
+        super().__init__(config)  # type: ignore[arg-type]
 
-    def identify(self, user_id: str, traits: dict[str, Any]) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def send(self, records: Sequence[Record], *, historical: bool = False) -> None:
-        pass
+    def capture(self, event: TelemetryEvent) -> None:
+        return
 
 
-class StdoutBackend:
+class StdoutBackend(TelemetryBackend):
     """Debug output: each event as one JSON line on stderr, sent nowhere.
 
     Named for the seed's ``stdout`` backend; it writes to stderr so that a
     host program's own standard output is never polluted.
     """
 
-    def __init__(self, stream: Optional[IO[str]] = None) -> None:
+    def __init__(
+        self, config: Optional[TelemetryConfig] = None, *, stream: Optional[IO[str]] = None
+    ) -> None:
+        super().__init__(config)  # type: ignore[arg-type]
         self._stream = stream
 
-    def _write(self, payload: dict[str, Any]) -> None:
+    def _write(self, payload: Any) -> None:
         stream = self._stream or sys.stderr
-        stream.write("[luxonis-telemetry] " + json.dumps(payload, sort_keys=True) + "\n")
+        stream.write(
+            "[luxonis-telemetry] " + json.dumps(payload, sort_keys=True, default=str) + "\n"
+        )
 
-    def capture(self, event: Record) -> None:
-        self._write(event)
+    def capture(self, event: Any) -> None:
+        """Print a record (debug mode, at capture) or a TelemetryEvent (at upload)."""
+        to_payload = getattr(event, "to_payload", None)
+        self._write(to_payload() if callable(to_payload) else event)
 
     def identify(self, user_id: str, traits: dict[str, Any]) -> None:
         self._write({"type": "identify", "distinct_id": user_id, "properties": traits})
@@ -59,41 +62,3 @@ class StdoutBackend:
     def flush(self) -> None:
         stream = self._stream or sys.stderr
         stream.flush()
-
-    def shutdown(self) -> None:
-        self.flush()
-
-    def send(self, records: Sequence[Record], *, historical: bool = False) -> None:
-        for record in records:
-            self._write(record)
-
-
-class MemoryBackend:
-    """A test double: keeps what it is given; ``fail_with`` makes sends fail."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.batches = 0
-        self.fail_with: Optional[DeliveryError] = None
-        self._lock = threading.Lock()
-
-    def capture(self, event: Record) -> None:
-        with self._lock:
-            self.records.append(event)
-
-    def identify(self, user_id: str, traits: dict[str, Any]) -> None:
-        with self._lock:
-            self.records.append({"type": "identify", "distinct_id": user_id, "properties": traits})
-
-    def flush(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def send(self, records: Sequence[Record], *, historical: bool = False) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        with self._lock:
-            self.records.extend(records)
-            self.batches += 1

@@ -1,0 +1,89 @@
+"""The anonymous install id: a random UUID kept in one small private file.
+
+Racing processes must agree on one id, so a new id is written to a private
+temporary file and hard-linked into place; ``link`` fails for every process
+but the winner, which then all read. A file that exists but cannot be used
+(not a regular file of this user, unreadable, not a UUID) is left alone and
+there is no install id: events then carry ``install_id: null`` and the
+process's session id as distinct id (luxonis-ml's own default), rather than a
+new random "install" id in every process.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from . import _fs, _log, _state
+from ._ids import is_uuid, new_uuid4
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from typing import Optional
+
+__all__ = ["load_install_id", "read_install_id"]
+
+
+def load_install_id(path: Optional[str]) -> Optional[str]:
+    """The id stored at ``path``, created on first use; cached per process."""
+    if path is None:
+        return None
+    cache = _state.state.install_ids
+    if path not in cache:
+        cache[path] = _read_or_create(path)
+    return cache[path]
+
+
+def read_install_id(path: str) -> Optional[str]:
+    """The id at ``path`` if it is a usable install-id file; never creates one."""
+    data = _fs.read_limited(path, 100)
+    if data is None:
+        return None
+    text = data.decode("ascii", "replace").strip()
+    return text.lower() if is_uuid(text) and len(text) == 36 else None
+
+
+def _read_or_create(path: str) -> Optional[str]:
+    for _attempt in range(50):
+        try:
+            fd = _fs.open_checked(path)
+        except FileNotFoundError:
+            return _create(path)
+        except OSError as exc:
+            if _being_published(path):
+                time.sleep(0.001)  # another process is between link and unlink
+                continue
+            _log.debug("install id %s unusable: %s", path, exc)
+            return None
+        os.close(fd)
+        return read_install_id(path)
+    return None
+
+
+def _being_published(path: str) -> bool:
+    """A regular file of ours with exactly two links: a creator's temp name is still there."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    owner_ok = not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+    return stat.S_ISREG(info.st_mode) and owner_ok and info.st_nlink == 2
+
+
+def _create(path: str) -> Optional[str]:
+    candidate = new_uuid4()
+    tmp = _fs.temporary_name(path)
+    try:
+        _fs.ensure_private_folder(os.path.dirname(path))
+        _fs.atomic_write(tmp, candidate.encode() + b"\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return read_install_id(path)
+        return candidate
+    except OSError as exc:
+        _log.debug("cannot create the install id %s: %s", path, exc)
+        return None
+    finally:
+        _fs.remove(tmp)

@@ -1,0 +1,88 @@
+"""Diagnostics of the library itself, and the one guard of every never-raise entry point.
+
+Telemetry must never break its host, so failures inside the library are
+swallowed; they are still worth seeing, so each one is logged at DEBUG on
+the ``luxonis_telemetry`` logger with its traceback, and reported to the
+observers tests register (a test fails when the library swallowed an error
+it did not expect). Logging is imported on first use: most processes never
+log anything, and ``import logging`` costs ~5 ms.
+"""
+
+from __future__ import annotations
+
+from . import _state
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Callable, Optional
+
+__all__ = ["LOGGER_NAME", "Guard", "debug", "internal_error"]
+
+LOGGER_NAME = "luxonis_telemetry"
+
+
+def debug(message: str, *args: object) -> None:
+    """A decision worth explaining to someone who turned on debug logging."""
+    try:
+        import logging
+
+        logging.getLogger(LOGGER_NAME).debug("luxonis-telemetry: " + message, *args)
+    except Exception:  # noqa: BLE001, S110 - logging must not become the failure
+        pass
+
+
+def internal_error(where: str, exc: BaseException) -> None:
+    """Log a swallowed failure with its traceback and tell the observers."""
+    for observer in tuple(_state.state.error_observers):
+        try:
+            observer(where, exc)
+        except Exception:  # noqa: BLE001, S112 - an observer must not break the guard
+            continue
+    try:
+        import logging
+
+        logging.getLogger(LOGGER_NAME).debug(
+            "luxonis-telemetry: %s failed: %s: %s",
+            where,
+            type(exc).__name__,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+    except Exception:  # noqa: BLE001, S110 - e.g. a signal handler during `import logging`
+        pass
+
+
+class Guard:
+    """``with guard:`` swallows any ``Exception`` raised inside, logs it, and calls ``on_error``.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` pass through: they belong to the
+    host. A guard keeps no state between uses, so one instance per entry
+    point is made once and reused (cheaper than a generator-based manager
+    on the capture path).
+    """
+
+    __slots__ = ("on_error", "where")
+
+    def __init__(self, where: str, on_error: Optional[Callable[[], None]] = None) -> None:
+        self.where = where
+        self.on_error = on_error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        try:
+            internal_error(self.where, exc)
+            if self.on_error is not None:
+                self.on_error()
+        except Exception:  # noqa: BLE001, S110 - the guard itself never raises
+            pass
+        return True

@@ -1,0 +1,173 @@
+"""``state.json`` in the spool folder: counters, the last upload, back-off, bundle progress.
+
+Five parts of the library need these facts, so one module owns the file
+and hands out a typed :class:`SpoolState`. Whatever is on disk (an older or
+newer version, a hand edit, garbage) reads as a valid state: unknown or
+malformed fields fall back to their defaults, and keys this version does
+not know are kept when the file is rewritten, so a newer installed copy
+sharing the folder loses nothing. A file of a newer format makes the exit
+hook back off (it will not act on a schedule it does not understand).
+Callers change the file only under the spool lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from . import _fs
+
+TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
+__all__ = ["FORMAT_VERSION", "STATE_FILE", "SpoolState", "load_state", "update_state"]
+
+FORMAT_VERSION = 1
+STATE_FILE = "state.json"
+_MAX_BYTES = 4 * 1024 * 1024
+_MAX_BUNDLES = 256
+_KNOWN_KEYS = frozenset(
+    {"v", "dropped", "quarantined", "last_upload", "exit_backoff", "bundles", "auth_failure"}
+)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    )
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _text(value: Any) -> Optional[str]:
+    return value[:2000] if isinstance(value, str) else None
+
+
+class SpoolState:
+    """The typed content of ``state.json``; mutate it inside :func:`update_state`."""
+
+    __slots__ = (
+        "auth_failure",
+        "backoff_failures",
+        "bundles",
+        "dropped",
+        "last_upload",
+        "newer_format",
+        "next_attempt_at",
+        "quarantined",
+        "unknown",
+    )
+
+    def __init__(self, data: Optional[dict[str, Any]] = None) -> None:
+        data = data or {}
+        version = data.get("v", FORMAT_VERSION)
+        self.newer_format = not isinstance(version, int) or version > FORMAT_VERSION
+        dropped = data.get("dropped")
+        self.dropped: dict[str, int] = {
+            str(reason): _int(count)
+            for reason, count in (dropped.items() if isinstance(dropped, dict) else ())
+            if _int(count)
+        }
+        self.quarantined = _int(data.get("quarantined"))
+        last = data.get("last_upload")
+        self.last_upload: Optional[dict[str, Any]] = None
+        if isinstance(last, dict) and _number(last.get("at")) is not None:
+            self.last_upload = {
+                "at": _number(last.get("at")),
+                "sent": _int(last.get("sent")),
+                "pending": _int(last.get("pending")),
+                "failed": _int(last.get("failed")),
+                "error": _text(last.get("error")),
+            }
+        backoff = data.get("exit_backoff")
+        backoff = backoff if isinstance(backoff, dict) else {}
+        self.backoff_failures = _int(backoff.get("failures"))
+        self.next_attempt_at = _number(backoff.get("next_attempt_at")) or 0.0
+        bundles = data.get("bundles")
+        self.bundles: dict[str, int] = {
+            str(sha): _int(entry.get("delivered"))
+            for sha, entry in (bundles.items() if isinstance(bundles, dict) else ())
+            if isinstance(entry, dict)
+        }
+        auth = data.get("auth_failure")
+        self.auth_failure: Optional[dict[str, Any]] = None
+        if isinstance(auth, dict) and _number(auth.get("at")) is not None:
+            self.auth_failure = {
+                "at": _number(auth.get("at")),
+                "status": _int(auth.get("status")),
+                "destination": _text(auth.get("destination")),
+                "message": _text(auth.get("message")),
+            }
+        self.unknown = {key: value for key, value in data.items() if key not in _KNOWN_KEYS}
+
+    def add_drops(self, drops: dict[str, int]) -> None:
+        """Count events that were dropped, by reason."""
+        for reason, count in drops.items():
+            if count > 0:
+                self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def set_bundle_progress(self, sha256: str, delivered: int) -> None:
+        """Remember how far a bundle was delivered (the most recent bundles are kept)."""
+        self.bundles.pop(sha256, None)
+        self.bundles[sha256] = delivered
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.unknown)
+        data["v"] = FORMAT_VERSION
+        data["dropped"] = self.dropped
+        data["quarantined"] = self.quarantined
+        if self.last_upload is not None:
+            data["last_upload"] = self.last_upload
+        if self.backoff_failures or self.next_attempt_at:
+            data["exit_backoff"] = {
+                "failures": self.backoff_failures,
+                "next_attempt_at": self.next_attempt_at,
+            }
+        if self.bundles:
+            newest = list(self.bundles.items())[-_MAX_BUNDLES:]
+            data["bundles"] = {sha: {"delivered": done} for sha, done in newest}
+        if self.auth_failure is not None:
+            data["auth_failure"] = self.auth_failure
+        return data
+
+
+def load_state(folder: str) -> SpoolState:
+    """The state in ``folder``; anything unreadable reads as a fresh state."""
+    raw = _fs.read_limited(os.path.join(folder, STATE_FILE), _MAX_BYTES)
+    if not raw:
+        return SpoolState()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return SpoolState()
+    return SpoolState(data if isinstance(data, dict) else None)
+
+
+def update_state(folder: str, change: Callable[[SpoolState], None]) -> SpoolState:
+    """Read, apply ``change`` and write back atomically (the caller holds the spool lock).
+
+    A file of a newer format keeps its version number: we rewrite only what
+    we understand and keep the rest.
+    """
+    path = os.path.join(folder, STATE_FILE)
+    raw = _fs.read_limited(path, _MAX_BYTES)
+    data: Any = None
+    if raw:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = None
+    state = SpoolState(data if isinstance(data, dict) else None)
+    change(state)
+    out = state.to_json()
+    if state.newer_format and isinstance(data, dict):
+        out["v"] = data.get("v")
+    _fs.atomic_write(path, json.dumps(out, sort_keys=True).encode())
+    return state

@@ -1,0 +1,141 @@
+"""The Typer app and what every command shares: one-line errors, no telemetry of its own.
+
+Each command is wrapped by :func:`command`: any failure becomes one line on
+stderr (``luxonis-telemetry: error: ...``) and an exit code, never a
+traceback; the command records nothing (it runs inside
+``suppress_telemetry`` and is marked ``skip_telemetry``, so a tool that
+mounts these commands and instruments its own CLI records nothing for them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+
+import typer
+
+from ..instrument import skip_telemetry
+from ..suppression import suppress_telemetry
+from ..uploader import open_spool
+
+if TYPE_CHECKING:
+    from ..spool import Spool
+
+__all__ = ["CliError", "app", "command", "parse_since", "print_json", "require_spool"]
+
+app = typer.Typer(
+    name="luxonis-telemetry",
+    help="Review, deliver, export or switch off the usage events Luxonis tools record.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    """A problem to report in one line, with the exit code to leave with."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"luxonis-telemetry: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def command(name: Optional[str] = None) -> Callable[[F], F]:
+    """Register a command that reports failures in one line and records no telemetry."""
+
+    def register(func: F) -> F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with suppress_telemetry():
+                try:
+                    return func(*args, **kwargs)
+                except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                    raise
+                except CliError as exc:
+                    raise fail(str(exc), exc.code) from None
+                except OSError as exc:
+                    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+                    raise fail(f"{exc.strerror or exc}{where}") from None
+                except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+                    raise fail(f"unexpected {type(exc).__name__}: {exc}") from None
+
+        app.command(name)(skip_telemetry(run))
+        return func
+
+    return register
+
+
+def require_spool() -> Spool:
+    """The user's spool, or a one-line reason why there is none."""
+    spool = open_spool()
+    if spool is None:
+        raise CliError("no spool folder: no home directory found; set LUXONIS_TELEMETRY_SPOOL_DIR")
+    problem = spool.problem()
+    if problem:
+        raise CliError(problem)
+    return spool
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, sort_keys=True, default=str))
+
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: Optional[datetime] = None) -> datetime:
+    """``2h``, ``3d``, ``45m`` ago, or an ISO date/time (UTC when naive)."""
+    now = now or datetime.now(timezone.utc)
+    usage = f"--since {text!r}: use an ISO date/time (2026-11-28T14:00) or an age like 2h, 3d"
+    match = _RELATIVE.fullmatch(text.strip().lower())
+    if match:
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except (OverflowError, ValueError):
+            return datetime.min.replace(tzinfo=timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(usage, 2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"luxonis-telemetry {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Review, deliver, export or switch off the usage events Luxonis tools record."""
+
+
+def terminal_width() -> Optional[int]:
+    """The terminal's width when stdout is one (``None`` lets rich decide; 120 otherwise)."""
+    if sys.stdout.isatty():
+        try:
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            return None
+    return 120

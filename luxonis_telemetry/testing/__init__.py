@@ -1,0 +1,17 @@
+"""Test doubles shipped with the library.
+
+``FakePostHog`` is a PostHog ``/batch/`` endpoint on 127.0.0.1: it refuses
+what PostHog's capture service refuses (bad uuids, blank distinct ids, unknown
+keys, oversized bodies and events) and can be scripted with ``Action``s to
+fail, redirect, answer like a captive portal, stream without end, drip, reset
+or hang, so delivery is tested with the real ``posthog`` client without any
+event leaving the machine.
+
+Run ``python -m luxonis_telemetry.testing [PORT]`` to keep one in the foreground.
+"""
+
+from __future__ import annotations
+
+from ._fake_posthog import Action, FakePostHog, ReceivedBatch
+
+__all__ = ["Action", "FakePostHog", "ReceivedBatch"]
