@@ -72,6 +72,7 @@ def spool_path(home: Path) -> Path:
 def server() -> Iterator[FakePostHog]:
     with FakePostHog() as fake:
         yield fake
+    assert fake.handler_errors == [], fake.handler_errors
 
 
 @pytest.fixture

@@ -590,7 +590,7 @@ def test_200_answers_that_are_no_acknowledgement_store_nothing(
     else:
         assert answer == body
     assert fake.event_count == 0 and fake.batches == []
-    assert fake.history[0].status == 200
+    assert fake.history[0].status == 200 and fake.history[0].events == []
 
 
 def test_huge_streams_zeros_until_the_client_leaves(fake: FakePostHog) -> None:
@@ -704,35 +704,40 @@ def test_stop_without_start() -> None:
 
 
 def test_module_prints_what_it_receives(session: requests.Session) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "luxonis_telemetry.testing"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     lines: queue.Queue[str] = queue.Queue()
 
     def pump(stream: Any) -> None:
         for line in stream:
             lines.put(line)
 
-    for stream in (process.stdout, process.stderr):
-        threading.Thread(target=pump, args=(stream,), daemon=True).start()
-    try:
-        first = lines.get(timeout=30)
-        assert first.startswith("PostHog-compatible receiver on http://127.0.0.1:")
-        url = first.split(" on ")[1].strip()
-        sent = event()
-        batch_post(KEY, host=url, gzip=True, batch=[sent], timeout=10, session=session)
-        assert json.loads(lines.get(timeout=30)) == sent
-        with pytest.raises(APIError):
-            batch_post(KEY, host=url, batch=[event(uuid="bad")], timeout=10, session=session)
-        assert "-> 400: event 0 has an invalid uuid" in lines.get(timeout=30)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
-    finally:
-        process.kill()
-        process.wait()
+    with subprocess.Popen(
+        [sys.executable, "-m", "luxonis_telemetry.testing"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        pumps = [
+            threading.Thread(target=pump, args=(stream,), daemon=True)
+            for stream in (process.stdout, process.stderr)
+        ]
+        for thread in pumps:
+            thread.start()
+        try:
+            first = lines.get(timeout=30)
+            assert first.startswith("PostHog-compatible receiver on http://127.0.0.1:")
+            url = first.split(" on ")[1].strip()
+            sent = event()
+            batch_post(KEY, host=url, gzip=True, batch=[sent], timeout=10, session=session)
+            assert json.loads(lines.get(timeout=30)) == sent
+            with pytest.raises(APIError):
+                batch_post(KEY, host=url, batch=[event(uuid="bad")], timeout=10, session=session)
+            assert "-> 400: event 0 has an invalid uuid" in lines.get(timeout=30)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+            for thread in pumps:
+                thread.join(timeout=30)
 
 
 def test_module_usage_error() -> None:

@@ -371,7 +371,7 @@ def _check_token(token: str, api_keys: Optional[frozenset[str]]) -> None:
 def _check_sizes(batch: list[dict[str, Any]], spans: list[int], token: str) -> None:
     # rust/capture/src/sinks/kafka.rs: each event goes to Kafka as one message; a message
     # over MAX_EVENT_BYTES fails the request with EventTooBig (413).
-    for index, (event, span) in enumerate(zip(batch, spans)):
+    for index, (event, span) in enumerate(zip(batch, spans, strict=True)):
         if span > _MEASURE_EVENTS_LONGER_THAN and _message_size(event, token) > MAX_EVENT_BYTES:
             raise _Refusal(413, f"event {index} exceeds {MAX_EVENT_BYTES} bytes")
 
@@ -469,6 +469,11 @@ class FakePostHog:
     would. ``keep_events=False`` keeps only uuid counts (for million-event runs):
     no ``batches``, no ``history``. ``body_timeout``: how long a client may
     stall while sending a body before it gets a 408.
+
+    What arrived: ``batches`` (stored, acknowledged), ``history`` (every POST
+    read in full, however it was answered), ``requests`` (every POST, counted
+    as it starts), ``max_in_flight`` (most POSTs handled at once) and
+    ``handler_errors`` (exceptions in handler threads; a test wants none).
     """
 
     def __init__(
@@ -685,7 +690,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body(fake.body_timeout)
         except _Refusal as refusal:  # unreadable framing: answered before any script
             self.close_connection = True
-            fake._record(self._received(headers, 0, _Verdict(), refusal.status, refusal.reason), [])
+            record = self._received(headers, 0, _Verdict(), refusal.status, refusal.reason, [])
+            fake._record(record, [])
             self._answer(refusal.status, _json({"detail": refusal.reason}))
             return
         action = fake._next_action()
@@ -697,14 +703,16 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = _json({"status": fake.ack})
             else:
                 reply = _json({"detail": verdict.reason})
-            record = self._received(headers, len(body), verdict, verdict.status, verdict.reason)
+            record = self._received(
+                headers, len(body), verdict, verdict.status, verdict.reason, stored
+            )
             fake._record(record, stored)
             self._answer(
                 verdict.status, reply, drip=action.interval if action.kind == "drip" else 0
             )
             return
         status = None if action.kind in ("close", "hang") else action.status
-        fake._record(self._received(headers, len(body), verdict, status, None), [])
+        fake._record(self._received(headers, len(body), verdict, status, None, []), [])
         self._hostile(action, fake)
 
     def _pause(self, seconds: float) -> None:
@@ -728,7 +736,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drain(length)
                 raise _Refusal(413, f"the body exceeds {MAX_BODY_BYTES} bytes")
             body = self.rfile.read(length)
-        except socket.timeout:
+        except TimeoutError:
             raise _Refusal(408, "the client stopped sending the body") from None
         finally:
             self.connection.settimeout(None)
@@ -753,15 +761,15 @@ class _Handler(BaseHTTPRequestHandler):
         verdict: _Verdict,
         status: Optional[int],
         reason: Optional[str],
+        stored: list[dict[str, Any]],
     ) -> ReceivedBatch:
         data = verdict.data if isinstance(verdict.data, dict) else {}
         api_key, sent_at = data.get("api_key", data.get("token")), data.get("sent_at")
-        keep = self.server.fake.keep_events and status == 200
         return ReceivedBatch(
             api_key=api_key if isinstance(api_key, str) else None,
             gzip=verdict.gzip,
             historical=data.get("historical_migration") is True,
-            events=verdict.events if keep else [],
+            events=stored if self.server.fake.keep_events else [],
             path=self.path,
             status=status,
             reason=reason,
