@@ -39,15 +39,28 @@ class PurgeReport:
 
 
 def set_mode(mode: str, environ: Optional[Mapping[str, str]] = None) -> str:
-    """Store ``on``, ``local`` or ``off`` for this user; returns the settings file."""
+    """Store ``on``, ``local`` or ``off`` for this user; returns the settings file.
+
+    The choice also applies to this process at once (a tool that mounted
+    our commands records nothing after ``disable``). Something that is not
+    our file at the settings name (a FIFO, a device, another user's file)
+    is unlinked, never opened, and replaced: the person asked for this
+    choice, and an unreadable settings file already meant off.
+    """
     folder = config_dir(environ)
     if folder is None:
         raise OSError(
             "no per-user config folder (no home directory); set LUXONIS_TELEMETRY_CONFIG_DIR"
         )
-    path = _settings.write_mode(folder, mode, datetime.now(timezone.utc).isoformat())
-    if mode == "off":
-        _state.state.disabled_here = True
+    changed_at = datetime.now(timezone.utc).isoformat()
+    try:
+        path = _settings.write_mode(folder, mode, changed_at)
+    except _fs.UnsafeFile as exc:
+        target = os.path.join(folder, _settings.SETTINGS_FILE)
+        if exc.filename != target or not _fs.remove(target):
+            raise
+        path = _settings.write_mode(folder, mode, changed_at)
+    _state.state.disabled_here = mode == "off"
     return path
 
 
@@ -61,21 +74,32 @@ def purge(spool: Spool, *, wait: float = UPLOAD_STOP_TIMEOUT) -> PurgeReport:
 def disable(
     spool: Optional[Spool], environ: Optional[Mapping[str, str]] = None
 ) -> tuple[str, PurgeReport]:
-    """Turn telemetry off for this user and remove everything but that choice."""
+    """Turn telemetry off for this user and remove everything but that choice.
+
+    Covers ``spool`` and every spool this process recorded into, each
+    install id they recorded (a library may keep it at its own path), the
+    default one, and the notice marker. A spool folder that is not ours is
+    left alone (``status`` reports it).
+    """
     env = os.environ if environ is None else environ
     path = set_mode("off", env)
+    spools = {known.path: known for known in _state.state.spools.values()}
+    if spool is not None:
+        spools[spool.path] = spool
     report = PurgeReport(0, False)
-    known_ids: set[str] = set()
-    if spool is not None and spool.exists():
-        known_ids = {
+    install_ids = set(_state.state.install_ids)
+    for each in spools.values():
+        if not each.exists() or each.problem() is not None:
+            continue
+        install_ids.update(
             entry.install_id_path
-            for entry in spool.read_destinations().values()
+            for entry in each.read_destinations().values()
             if entry.install_id_path
-        }
-        report = purge(spool)
-        _remove_folder(spool.path)
-    default_id = install_id_path(None, env)
-    for candidate in {default_id, *known_ids}:
+        )
+        _purge_all(each, report)
+        _remove_folder(each.path)
+    install_ids.add(install_id_path(None, env) or "")
+    for candidate in install_ids:
         if candidate:
             _fs.remove(candidate)
     folder = config_dir(env)
@@ -85,8 +109,19 @@ def disable(
     return path, report
 
 
+def _purge_all(spool: Spool, report: PurgeReport) -> None:
+    """Purge through the spool's locks; if they are unusable, the files go all the same."""
+    try:
+        done = purge(spool)
+    except OSError:  # e.g. a FIFO planted at the lock's name: removed with the folder
+        report.removed += spool.count_pending()
+        return
+    report.removed += done.removed
+    report.upload_still_running = report.upload_still_running or done.upload_still_running
+
+
 def _remove_folder(path: str) -> None:
-    """Remove the spool folder's files (ours only: regular files and leftovers) and the folder."""
+    """Remove every name in the spool folder (unlinked, never opened), then the empty folder."""
     try:
         names = os.listdir(path)
     except OSError:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _log
-from .backends._base import BackendUnavailable, DeliveryError
-from .backends._registry import build_backend, is_registered
+from .backends import BackendUnavailable, DeliveryError, build_backend, is_registered
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ._routing import Destination
     from .record import Record

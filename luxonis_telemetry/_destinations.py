@@ -71,10 +71,16 @@ class RecordedDestination:
 
 
 def _read(folder: str) -> tuple[dict[str, Any], bool]:
-    """The raw libraries mapping and whether the file has a newer format."""
-    raw = _fs.read_limited(os.path.join(folder, DESTINATIONS_FILE), _MAX_BYTES)
-    if not raw:
-        return {}, False
+    """The raw libraries mapping, and whether the file must be left as it is.
+
+    It is left alone when it has a newer format, or exists but cannot be
+    read (rewriting it then would lose the other libraries' destinations);
+    a file that reads but is not valid JSON holds nothing to lose.
+    """
+    path = os.path.join(folder, DESTINATIONS_FILE)
+    raw = _fs.read_limited(path, _MAX_BYTES)
+    if raw is None:
+        return {}, os.path.lexists(path)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -84,7 +90,7 @@ def _read(folder: str) -> tuple[dict[str, Any], bool]:
     if "v" not in data:  # the first release kept {library: {...}} at the top level
         return data, False
     version = data.get("v")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is int and version > FORMAT_VERSION:
         return {}, True
     libraries = data.get("libraries")
     return (libraries if isinstance(libraries, dict) else {}), False
@@ -102,7 +108,7 @@ def _entry(value: Any) -> Optional[RecordedDestination]:
 
 def load_destinations(folder: str) -> dict[str, RecordedDestination]:
     """Each library's recorded destination (malformed entries are skipped)."""
-    libraries, _newer = _read(folder)
+    libraries, _keep = _read(folder)
     found = {}
     for name, value in libraries.items():
         entry = _entry(value)
@@ -114,10 +120,11 @@ def load_destinations(folder: str) -> dict[str, RecordedDestination]:
 def record(folder: str, library: str, destination: RecordedDestination) -> bool:
     """Store ``library``'s destination if it changed (caller holds the spool lock).
 
-    Returns False when the file has a newer format (left untouched).
+    Returns False when the file has a newer format or cannot be read (left
+    untouched).
     """
-    libraries, newer = _read(folder)
-    if newer:
+    libraries, keep = _read(folder)
+    if keep:
         return False
     if _entry(libraries.get(library)) == destination:
         return True

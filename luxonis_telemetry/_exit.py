@@ -9,12 +9,13 @@ working folder, so nothing planted in the spool or the current folder is
 imported.
 
 Backends registered in-process (the seed's ``MyBackend``) exist only in this
-process, and a frozen application (PyInstaller and the like) has no Python
-interpreter to run a helper with (``sys.executable`` is the application
-itself, which must never be relaunched): their events are delivered here,
-within ``IN_PROCESS_BUDGET`` seconds, by a worker thread started when the
-first such event was recorded (no thread can start during interpreter
-shutdown on Python 3.12+). Whatever is not delivered in time stays pending.
+process, and a frozen application (PyInstaller and the like) or a program
+embedding Python has no Python interpreter to run a helper with
+(``sys.executable`` is the application itself, which must never be
+relaunched): their events are delivered here, within ``IN_PROCESS_BUDGET``
+seconds, by a worker thread started when the first such event was recorded
+(no thread can start during interpreter shutdown on Python 3.12). Whatever
+is not delivered in time stays pending.
 
 Nothing is sent at exit when the user opted out or chose local mode, under
 CI or pytest (unless ``LUXONIS_TELEMETRY_UPLOAD_ON_EXIT`` is explicitly
@@ -43,7 +44,8 @@ from .config import (
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from collections.abc import Callable
+    from typing import Any, Optional
 
     from .config import TelemetryConfig
     from .spool import Spool
@@ -55,6 +57,7 @@ __all__ = [
     "ExitWorker",
     "exit_plan",
     "helper_budget",
+    "helper_interpreter",
     "prepare_in_process_delivery",
     "run_exit_hook",
 ]
@@ -74,18 +77,32 @@ def helper_budget() -> float:
     return value if 0 < value <= 300 else HELPER_BUDGET
 
 
-def _is_frozen() -> bool:
-    return bool(getattr(sys, "frozen", False))
+def helper_interpreter() -> Optional[str]:
+    """The Python interpreter to run the exit helper with, or ``None`` when there is none.
+
+    A frozen application (``sys.frozen``: PyInstaller, cx_Freeze, py2exe...)
+    or an embedding program (uWSGI, a plug-in host) has its own binary as
+    ``sys.executable``; started with ``-I -c``, it would relaunch itself. Only
+    a binary named like a Python interpreter is used.
+    """
+    if getattr(sys, "frozen", False):
+        return None
+    executable = sys.executable
+    if not executable:
+        return None
+    name = os.path.basename(executable).lower().removesuffix(".exe")
+    if not name.startswith(("python", "pypy")):
+        return None
+    return executable
 
 
 def _in_process(config: TelemetryConfig) -> bool:
     """Whether this library's events must be delivered by this very process."""
-    from .backends._registry import is_registered
+    from .backends import is_registered
 
-    backend = config.effective_backend
-    if is_registered(backend):
+    if is_registered(config.effective_backend):
         return True
-    return _is_frozen() and _needs_network(config)
+    return _needs_network(config) and helper_interpreter() is None
 
 
 def _needs_network(config: TelemetryConfig) -> bool:
@@ -144,18 +161,27 @@ def prepare_in_process_delivery(config: TelemetryConfig) -> None:
 
 
 class ExitPlan:
-    """What the exit hook will do, and why not when it will not (``status`` shows this)."""
+    """What the exit hook will do, and why not when it will not.
 
-    __slots__ = ("helper", "in_process", "why_not")
+    ``why_not`` stops everything; ``held_back`` stops only what would reach
+    a network endpoint of ours (the helper, and in-process delivery where no
+    helper can run), so backends a library registered in this process still
+    get their events under CI and test runners, as the seed README shows.
+    """
+
+    __slots__ = ("held_back", "helper", "in_process", "why_not")
 
     def __init__(self) -> None:
         self.in_process: dict[str, list[str]] = {}
         self.helper: list[str] = []
         self.why_not: Optional[str] = None
+        self.held_back: Optional[str] = None
 
 
 def exit_plan(environ: Optional[dict[str, str]] = None, *, dotenv: bool = True) -> ExitPlan:
     """Decide, from the environment and this process's records, what to deliver at exit."""
+    from .backends import is_registered
+
     env = os.environ if environ is None else environ
     plan = ExitPlan()
     explicit = parse_bool(env.get(UPLOAD_ON_EXIT))
@@ -167,15 +193,19 @@ def exit_plan(environ: Optional[dict[str, str]] = None, *, dotenv: bool = True) 
     elif _state.state.notice_shown:
         plan.why_not = "the first-run notice was shown in this run"
     elif explicit is not True and running_under_test_or_ci(env):
-        plan.why_not = f"running under CI or a test runner (set {UPLOAD_ON_EXIT}=1 to force)"
+        plan.held_back = f"running under CI or a test runner (set {UPLOAD_ON_EXIT}=1 to force)"
     current = _state.state
     for path, libraries in current.recorded.items():
         for name, config in libraries.items():
             if not config.upload_on_exit or config.local or not config.enabled:
                 continue
-            if _in_process(config):
+            if is_registered(config.effective_backend):
                 plan.in_process.setdefault(path, []).append(name)
-            elif _needs_network(config) and path not in plan.helper:
+            elif not _needs_network(config) or plan.held_back is not None:
+                continue
+            elif _in_process(config):
+                plan.in_process.setdefault(path, []).append(name)
+            elif path not in plan.helper:
                 plan.helper.append(path)
     return plan
 
@@ -191,22 +221,33 @@ def _run() -> None:
     if current.shutdown_singletons:
         for telemetry in list(current.singletons.values()):
             telemetry.shutdown()
+    for recorder in list(current.spools.values()):
+        recorder.save_drops()  # drops counted in memory (lock timeouts, re-entrant captures)
     plan = exit_plan()
     if plan.why_not is not None:
         _log.debug("exit upload: nothing sent (%s)", plan.why_not)
         return
-    for path, libraries in plan.in_process.items():
-        spool = current.spools.get(path)
-        if spool is not None:
-            _deliver_in_process(spool, libraries)
+    if plan.held_back is not None:
+        _log.debug("exit upload: nothing sent over the network (%s)", plan.held_back)
+    in_process = [
+        (current.spools[path], libraries)
+        for path, libraries in plan.in_process.items()
+        if path in current.spools
+    ]
+    if in_process:
+        _deliver_in_process(in_process)
+    interpreter = helper_interpreter()
     for path in plan.helper:
         spool = current.spools.get(path)
-        if spool is not None and not _is_frozen():
-            _spawn_helper(spool)
+        if spool is not None and interpreter is not None:
+            _spawn_helper(spool, interpreter)
 
 
-def _deliver_in_process(spool: Spool, libraries: list[str]) -> None:
-    """Hand events to in-process backends within the budget; a blocking one cannot hold the exit."""
+def _deliver_in_process(work: list[tuple[Spool, list[str]]]) -> None:
+    """Hand events to in-process backends within one budget; a blocking one cannot hold the exit.
+
+    The exit worker runs once, so every spool's share goes in the same run.
+    """
     from .uploader import upload
 
     worker = _state.state.exit_worker
@@ -214,11 +255,22 @@ def _deliver_in_process(spool: Spool, libraries: list[str]) -> None:
         _log.debug("exit upload: no exit worker; events stay pending")
         return
     budget = min(IN_PROCESS_BUDGET, helper_budget())
+    deadline = time.monotonic() + budget
 
-    def work() -> None:
-        upload(budget=budget, lock_timeout=0.5, libraries=libraries, spool=spool, threads=False)
+    def deliver() -> None:
+        for spool, libraries in work:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            upload(
+                budget=remaining,
+                lock_timeout=min(0.5, remaining),
+                libraries=libraries,
+                spool=spool,
+                threads=False,
+            )
 
-    if not worker.run(work, budget + 1.0):
+    if not worker.run(deliver, budget + 1.0):
         _log.debug("exit upload: in-process backend still busy after %.1f s; abandoned", budget)
 
 
@@ -227,7 +279,7 @@ def _backing_off(spool: Spool) -> bool:
     return state.newer_format or time.time() < state.next_attempt_at
 
 
-def _spawn_helper(spool: Spool) -> None:
+def _spawn_helper(spool: Spool, interpreter: str) -> None:
     if _backing_off(spool):
         _log.debug("exit upload: backing off after a failed attempt")
         return
@@ -266,7 +318,7 @@ def _spawn_helper(spool: Spool) -> None:
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
-    helper = subprocess.Popen([sys.executable, "-I", "-c", code, *paths], **options)
+    helper = subprocess.Popen([interpreter, "-I", "-c", code, *paths], **options)
     _log.debug("exit upload: helper %d started", helper.pid)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "open_user_file",
     "problem",
     "read_limited",
+    "read_regular",
     "remove",
     "temporary_name",
 ]
@@ -50,31 +51,43 @@ class UnsafeFile(OSError):
     """A path that is not a regular file of this user with one link; it is left alone."""
 
 
-def _why_unsafe(info: os.stat_result) -> Optional[str]:
+def _own(info: os.stat_result) -> bool:
+    return not _HAS_UID or info.st_uid == os.geteuid()
+
+
+def _why_unsafe(info: os.stat_result, links_ok: bool = False) -> Optional[str]:
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
-    if _HAS_UID and info.st_uid != os.geteuid():
+    if not _own(info):
         return f"owned by another user (uid {info.st_uid})"
-    if info.st_nlink > 1:
+    if info.st_nlink > 1 and not links_ok:
         return f"has {info.st_nlink} hard links"
     return None
 
 
-def check_descriptor(fd: int, path: str) -> os.stat_result:
-    """``fstat`` of an open file, raising :class:`UnsafeFile` (and noting it) if it is not ours."""
+def check_descriptor(fd: int, path: str, *, links_ok: bool = False) -> os.stat_result:
+    """``fstat`` of an open file, raising :class:`UnsafeFile` (and noting it) if it is not ours.
+
+    ``links_ok`` accepts a file with several hard links: harmless for a file
+    that is only read (a link leaks what we *write* to whoever reads the
+    other name).
+    """
     info = os.fstat(fd)
-    why = _why_unsafe(info)
+    why = _why_unsafe(info, links_ok)
     if why is not None:
         _note_unsafe(path, why)
         raise UnsafeFile(errno.EPERM, f"refusing a file that is {why}", path)
     return info
 
 
-def open_checked(path: str, flags: int = READ_FLAGS, mode: int = 0o600) -> int:
+def open_checked(
+    path: str, flags: int = READ_FLAGS, mode: int = 0o600, *, links_ok: bool = False
+) -> int:
     """A descriptor of ``path`` opened with ``flags``, once it proved to be ours.
 
     Raises ``FileNotFoundError`` when it is missing, :class:`UnsafeFile` when
-    it is a symlink, FIFO, device, folder, another user's file or a hard link.
+    it is a symlink, FIFO, device, folder, another user's file or (unless
+    ``links_ok``) a hard link.
     """
     try:
         fd = os.open(path, flags | _SAFE, mode)
@@ -86,7 +99,7 @@ def open_checked(path: str, flags: int = READ_FLAGS, mode: int = 0o600) -> int:
             ) from None
         raise
     try:
-        check_descriptor(fd, path)
+        check_descriptor(fd, path, links_ok=links_ok)
     except BaseException:
         os.close(fd)
         raise
@@ -112,12 +125,40 @@ def open_user_file(path: str) -> int:
     return fd
 
 
-def read_limited(path: str, limit: int) -> Optional[bytes]:
+def read_limited(path: str, limit: int, *, links_ok: bool = False) -> Optional[bytes]:
     """At most ``limit`` bytes of ``path``; ``None`` when missing, unsafe or unreadable."""
     try:
-        fd = open_checked(path)
-    except OSError:
+        fd = open_checked(path, links_ok=links_ok)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return None
+    return _read_and_close(fd, limit)
+
+
+def read_regular(path: str, limit: int) -> Optional[bytes]:
+    """At most ``limit`` bytes of a regular file, whoever owns it and wherever a link points.
+
+    Only for input that can merely make telemetry more private (``./.env``
+    may switch it off: a project folder mounted into a container belongs to
+    another uid, and ``.env`` is often a symlink, yet the person's opt-out
+    written there must count) and for system facts owned by root
+    (``/etc/os-release``). Still opened without blocking and refused
+    unless a regular file, so a FIFO or a device never hangs the host.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        return None
+    return _read_and_close(fd, limit)
+
+
+def _read_and_close(fd: int, limit: int) -> Optional[bytes]:
     try:
         chunks = []
         remaining = limit
@@ -139,11 +180,14 @@ def temporary_name(path: str) -> str:
     return f"{path}.{os.urandom(8).hex()}.tmp"
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` (0600) all at once; never through a symlink.
 
     The target must be missing or a regular file of ours: a FIFO, device or
-    someone else's file at that name is refused, not replaced.
+    someone else's file at that name is refused, not replaced. ``durable``
+    flushes the data to disk before the rename, for a file whose loss after
+    a power cut would matter (the person's ``off`` choice); the others are
+    rewritten often and can be rebuilt.
     """
     try:
         info = os.lstat(path)
@@ -165,6 +209,8 @@ def atomic_write(path: str, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -185,18 +231,36 @@ def remove(path: str) -> bool:
 def ensure_private_folder(path: str) -> None:
     """Create ``path`` (0700) or accept it only when it is a folder of this user.
 
-    A folder that is ours but open to others is tightened to 0700. Raises
-    ``NotADirectoryError`` or :class:`UnsafeFile` otherwise.
+    Missing parents are created 0700 too (as the XDG rules ask for
+    ``~/.config`` and ``~/.local/state``): under a permissive umask a
+    world-writable parent would let anyone swap our folder. A symlink the
+    user made to a folder of theirs (dotfile managers do that) is accepted;
+    one made by someone else is not. A folder that is ours but open to
+    others is tightened to 0700. Raises ``NotADirectoryError`` or
+    :class:`UnsafeFile` otherwise.
     """
-    with contextlib.suppress(FileExistsError):
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    info = os.lstat(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        _make_folders(path)
+        info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) and _own(info):
+        info = os.stat(path)
     if not stat.S_ISDIR(info.st_mode):
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", path)
-    if _HAS_UID and info.st_uid != os.geteuid():
+    if not _own(info):
         raise UnsafeFile(errno.EPERM, f"folder owned by another user (uid {info.st_uid})", path)
     if _HAS_UID and stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(path, 0o700)
+
+
+def _make_folders(path: str) -> None:
+    """``os.makedirs(path)`` with every created folder 0700, not only the last one."""
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        _make_folders(parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
 
 
 def problem(path: str) -> Optional[str]:

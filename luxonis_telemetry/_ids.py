@@ -7,9 +7,11 @@ import re
 
 __all__ = ["is_uuid", "new_uuid4"]
 
-_UUID = re.compile(
-    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-)
+_HEX = "[0-9a-fA-F]"
+_HYPHENATED = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+# The spellings PostHog's capture service parses (Rust ``uuid`` crate): simple,
+# hyphenated, braced and URN; anything else fails the whole batch with a 400.
+_UUID = re.compile(f"{_HEX}{{32}}|{_HYPHENATED}|\\{{{_HYPHENATED}\\}}|urn:uuid:{_HYPHENATED}")
 
 
 def new_uuid4() -> str:
@@ -22,5 +24,5 @@ def new_uuid4() -> str:
 
 
 def is_uuid(text: object) -> bool:
-    """Whether ``text`` is a UUID as PostHog parses one (hyphens optional, any case)."""
-    return isinstance(text, str) and _UUID.fullmatch(text.strip("{}")) is not None
+    """Whether ``text`` is a UUID as PostHog parses one (any case, no spaces)."""
+    return isinstance(text, str) and _UUID.fullmatch(text) is not None

@@ -29,6 +29,8 @@ def load_install_id(path: Optional[str]) -> Optional[str]:
     """The id stored at ``path``, created on first use; cached per process."""
     if path is None:
         return None
+    if _state.state.sink is not None:  # capture_events(): write nothing, not even the id
+        return read_install_id(path)
     cache = _state.state.install_ids
     if path not in cache:
         cache[path] = _read_or_create(path)
@@ -37,7 +39,10 @@ def load_install_id(path: Optional[str]) -> Optional[str]:
 
 def read_install_id(path: str) -> Optional[str]:
     """The id at ``path`` if it is a usable install-id file; never creates one."""
-    data = _fs.read_limited(path, 100)
+    return _parse(_fs.read_limited(path, 100))
+
+
+def _parse(data: Optional[bytes]) -> Optional[str]:
     if data is None:
         return None
     text = data.decode("ascii", "replace").strip()
@@ -49,7 +54,10 @@ def _read_or_create(path: str) -> Optional[str]:
         try:
             fd = _fs.open_checked(path)
         except FileNotFoundError:
-            return _create(path)
+            created = _create(path)
+            if created is _LOST_RACE:
+                continue  # another process published its id first: read that one
+            return created
         except OSError as exc:
             if _being_published(path):
                 time.sleep(0.001)  # another process is between link and unlink
@@ -58,7 +66,9 @@ def _read_or_create(path: str) -> Optional[str]:
             return None
         os.close(fd)
         return read_install_id(path)
-    return None
+    # A creator died between link and unlink: the id is whole (it was written
+    # before the link), and a second link is harmless for a file we only read.
+    return _parse(_fs.read_limited(path, 100, links_ok=True))
 
 
 def _being_published(path: str) -> bool:
@@ -71,16 +81,24 @@ def _being_published(path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and owner_ok and info.st_nlink == 2
 
 
+_LOST_RACE = "lost"
+
+
 def _create(path: str) -> Optional[str]:
+    """The new id, ``None`` when none can be kept, or ``_LOST_RACE``."""
     candidate = new_uuid4()
     tmp = _fs.temporary_name(path)
+    folder = os.path.dirname(path)
     try:
-        _fs.ensure_private_folder(os.path.dirname(path))
+        # The default folder is ours to create private; a folder the user
+        # named with LUXONIS_TELEMETRY_INSTALL_ID_PATH is theirs: never re-moded.
+        if not os.path.isdir(folder):
+            _fs.ensure_private_folder(folder)
         _fs.atomic_write(tmp, candidate.encode() + b"\n")
         try:
             os.link(tmp, path)
         except FileExistsError:
-            return read_install_id(path)
+            return _LOST_RACE
         return candidate
     except OSError as exc:
         _log.debug("cannot create the install id %s: %s", path, exc)

@@ -42,11 +42,15 @@ class ProcessLock:
         self._fd: Optional[int] = None
         self._portable: Any = None
 
-    def acquire(self, timeout: Optional[float]) -> bool:
-        """Take the lock within ``timeout`` seconds (``None``: wait as needed).
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock within ``timeout`` seconds (0: only if free now).
 
+        Every wait is bounded: telemetry never blocks its host indefinitely.
         Returns False on timeout; raises ``OSError`` when the lock file itself
-        is unusable, so a broken lock is never mistaken for contention.
+        is unusable (:class:`~luxonis_telemetry._fs.UnsafeFile` for a FIFO,
+        symlink, another user's file...), so a broken lock is never mistaken
+        for contention, and ``FileNotFoundError`` when the file was deleted
+        while we waited (a lock on a deleted file excludes nobody).
         """
         if fcntl is None:  # pragma: no cover - Windows
             return self._acquire_portable(timeout)
@@ -64,15 +68,13 @@ class ProcessLock:
         return True
 
     @staticmethod
-    def _wait(fd: int, timeout: Optional[float]) -> bool:
+    def _wait(fd: int, timeout: float) -> bool:
+        """Poll with growing pauses: a blocking ``flock`` could not be given a deadline."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             pass
-        if timeout is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return True
         deadline = time.monotonic() + timeout
         pause = 0.0005
         while True:
@@ -101,13 +103,13 @@ class ProcessLock:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _acquire_portable(self, timeout: Optional[float]) -> bool:  # pragma: no cover
+    def _acquire_portable(self, timeout: float) -> bool:  # pragma: no cover
         import filelock
 
         if self._portable is None:
             self._portable = filelock.FileLock(self.path, mode=0o600)
         try:
-            self._portable.acquire(timeout=-1 if timeout is None else timeout)
+            self._portable.acquire(timeout=timeout)
         except filelock.Timeout:
             return False
         return True

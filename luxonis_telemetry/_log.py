@@ -14,8 +14,9 @@ from . import _state
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
-    from typing import Callable, Optional
+    from typing import Optional
 
 __all__ = ["LOGGER_NAME", "Guard", "debug", "internal_error"]
 

@@ -24,10 +24,14 @@ __all__ = ["maybe_show_notice", "notice_text"]
 def notice_text(config: TelemetryConfig) -> str:
     """What the person reads (a library may name its product and link its privacy page)."""
     product = config.product_name or "This Luxonis tool"
-    where = "records" if config.local else "records, and later uploads,"
+    if config.local:
+        what = f"{product} records anonymous usage events on this machine only (local mode):"
+    else:
+        what = f"{product} records anonymous usage events and uploads them later:"
     lines = [
-        f"{product} {where} anonymous usage events (command names, durations, versions,",
-        "OS and Python version, an anonymous install id); never your files, paths or data.",
+        what,
+        "command names, durations, versions, OS and Python version, an anonymous install id;",
+        "never your files, paths or data.",
         "  See exactly what is recorded:   luxonis-telemetry inspect",
         "  Turn it off:                     luxonis-telemetry disable   (or DO_NOT_TRACK=1)",
     ]
@@ -38,12 +42,13 @@ def notice_text(config: TelemetryConfig) -> str:
 
 
 def _interactive() -> bool:
-    stream = sys.stderr
+    """A person reads stderr: a terminal, or a Jupyter/IPython kernel's output cell."""
     try:
+        stream = sys.stderr
         if stream is not None and stream.isatty():
             return True
-    except (AttributeError, ValueError, OSError):
-        return False
+    except (AttributeError, ValueError, OSError):  # closed or replaced by an odd object
+        pass
     return "ipykernel" in sys.modules
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._ids import is_uuid
 from ._reader import BadLine
-from .backends._base import DeliveryError
+from .backends import DeliveryError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ._delivery import Deliverer, Job
     from ._reader import Item
@@ -40,6 +40,7 @@ __all__ = [
     "Chunk",
     "Pipeline",
     "Tally",
+    "bad_line_entry",
     "chunk_stream",
 ]
 
@@ -53,7 +54,15 @@ _GRACE = 1.0  # seconds past the deadline we still wait for a batch in flight
 class Tally:
     """What a run did, shared by every source it delivered."""
 
-    __slots__ = ("error", "failed", "reasons", "sent", "skipped", "unauthorized")
+    __slots__ = (
+        "error",
+        "failed",
+        "reasons",
+        "refused_at",
+        "sent",
+        "skipped",
+        "unauthorized",
+    )
 
     def __init__(self) -> None:
         self.sent = 0
@@ -62,6 +71,7 @@ class Tally:
         self.error: Optional[str] = None
         self.reasons: dict[str, str] = {}
         self.unauthorized: Optional[DeliveryError] = None
+        self.refused_at: Optional[str] = None  # the destination that refused the key, masked
 
 
 class Chunk:
@@ -115,7 +125,7 @@ def chunk_stream(
             chunk = Chunk(begin)
         size = end - begin
         if isinstance(item, BadLine):
-            chunk.quarantine.append(_bad_entry(item, source))
+            chunk.quarantine.append(bad_line_entry(item, source))
             tally.failed += 1
             chunk.end = end
             continue
@@ -151,7 +161,8 @@ def chunk_stream(
         yield chunk
 
 
-def _bad_entry(item: BadLine, source: str) -> dict[str, Any]:
+def bad_line_entry(item: BadLine, source: str) -> dict[str, Any]:
+    """The quarantine entry for a line that is not an event (its head, never all of it)."""
     return {
         "reason": item.reason,
         "source": source,
@@ -195,9 +206,17 @@ class Pipeline:
         self._acked: list[tuple[int, int]] = []
         self._blocked = False  # a chunk failed: later successes become acknowledged ranges
 
-    def run(self, chunks: Iterable[Chunk], start: int) -> bool:
-        """Deliver ``chunks``; True when the whole source left the spool."""
+    def run(
+        self, chunks: Iterable[Chunk], start: int, acked: Iterable[tuple[int, int]] = ()
+    ) -> bool:
+        """Deliver ``chunks``; True when the whole source left the spool.
+
+        ``start`` and ``acked`` are what earlier runs delivered (the chunks
+        skip those ranges); they are kept in every commit, or a later commit
+        would forget them and their events would be sent again.
+        """
         self._position = start
+        self._acked = list(acked)
         finished = True
         for chunk in chunks:
             reason = self._should_stop()
@@ -322,8 +341,9 @@ class Pipeline:
         destination = chunk.destination
         assert destination is not None  # noqa: S101
         self.deliverer.mark_failing(destination, error)
-        if error.kind == DeliveryError.UNAUTHORIZED:
-            self.tally.unauthorized = self.tally.unauthorized or error
+        if error.kind == DeliveryError.UNAUTHORIZED and self.tally.unauthorized is None:
+            self.tally.unauthorized = error
+            self.tally.refused_at = destination.describe()
         self.tally.error = self.tally.error or str(error)
         for library in {record["library"] for record in chunk.records}:
             self.tally.reasons.setdefault(library, f"{destination.describe()}: {error}")

@@ -13,7 +13,6 @@ import json
 import os
 
 from . import _fs
-from ._reader import count_lines
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -32,34 +31,73 @@ def quarantine_limit(max_spool_bytes: int) -> int:
 
 
 def append_entries(folder: str, entries: Sequence[dict[str, Any]], limit: int) -> int:
-    """Append ``entries`` (caller holds the spool lock); returns how many old ones were dropped."""
+    """Append ``entries`` (caller holds the spool lock); returns how many entries were dropped.
+
+    Over ``limit``, the oldest entries go first: the newest whole lines are
+    kept, in a quarter less than the limit so the next appends do not have
+    to trim again. Raises :class:`~luxonis_telemetry._fs.UnsafeFile` when the
+    name holds anything but a regular file of ours with one link (it is
+    neither written nor read).
+    """
     data = b"".join(
         json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n" for entry in entries
     )
     path = os.path.join(folder, QUARANTINE_FILE)
-    dropped = 0
-    try:
-        size = os.lstat(path).st_size
-    except FileNotFoundError:
-        size = 0
-    if size and size + len(data) > limit:
-        dropped = count_lines(path)
-        _fs.remove(path)
-    if len(data) > limit:
-        data = _keep_tail(data, limit)
     fd = _fs.open_checked(path, _fs.APPEND_FLAGS)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        size = os.fstat(fd).st_size
+        if size and _tail(fd, size, 1, whole_lines=False) != b"\n":  # a writer died mid-line
+            data = b"\n" + data
+        if size + len(data) <= limit:
+            _write_all(fd, data)
+            return 0
+        room = max(0, limit * 3 // 4 - len(data))
+        kept_old = _tail(fd, size, room)
+        old_lines = _count_newlines(fd, size)
     finally:
         os.close(fd)
-    return dropped
+    kept = _keep_tail(kept_old + data, limit)
+    _fs.atomic_write(path, kept)
+    return max(0, old_lines + len(entries) - kept.count(b"\n"))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _tail(fd: int, size: int, room: int, *, whole_lines: bool = True) -> bytes:
+    """The last ``room`` bytes of the open file (only its whole lines, by default)."""
+    if room <= 0 or size <= 0:
+        return b""
+    start = max(0, size - room)
+    os.lseek(fd, start, os.SEEK_SET)
+    chunk = os.read(fd, size - start)
+    if start == 0 or not whole_lines:
+        return chunk
+    cut = chunk.find(b"\n")
+    return chunk[cut + 1 :] if cut >= 0 else b""
+
+
+def _count_newlines(fd: int, size: int) -> int:
+    os.lseek(fd, 0, os.SEEK_SET)
+    count = 0
+    remaining = size
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        remaining -= len(chunk)
+    return count
 
 
 def _keep_tail(data: bytes, limit: int) -> bytes:
     """The newest whole lines of ``data`` that fit in ``limit``."""
-    cut = data.find(b"\n", len(data) - limit)
+    if len(data) <= limit:
+        return data
+    cut = data.find(b"\n", len(data) - limit - 1)
     return data[cut + 1 :] if cut >= 0 else b""
 
 

@@ -17,7 +17,7 @@ from .record import validate
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Union
+    from typing import Optional, Union
 
     from .record import Record
 
@@ -90,6 +90,8 @@ def _lines(fd: int, start: int, torn_tail_is_bad: bool) -> Iterator[tuple[int, I
             if skipping:
                 yield offset + cursor, BadLine("line too long", head, skipping + len(line))
                 skipping = 0
+            elif len(line) > MAX_LINE_BYTES:
+                yield offset + cursor, BadLine("line too long", line[:512], len(line))
             elif line.strip():
                 yield offset + cursor, decode_line(line)
         offset += cursor
@@ -106,16 +108,20 @@ def _lines(fd: int, start: int, torn_tail_is_bad: bool) -> Iterator[tuple[int, I
         yield offset + len(buffer), BadLine("torn line", buffer[:512], len(buffer))
 
 
-def count_lines(path: str, start: int = 0) -> int:
-    """Newline-terminated lines of ``path`` after ``start`` (0 when missing or unsafe)."""
+def count_lines(path: str, start: int = 0, end: Optional[int] = None) -> int:
+    """Newline-terminated lines of ``path`` in ``[start, end)`` (0 when missing or unsafe)."""
     try:
         fd = _fs.open_checked(path)
     except OSError:
         return 0
     count = 0
+    remaining = -1 if end is None else max(0, end - start)
     try:
         os.lseek(fd, start, os.SEEK_SET)
-        while chunk := os.read(fd, _READ_CHUNK):
+        while remaining and (chunk := os.read(fd, _READ_CHUNK)):
+            if remaining > 0:
+                chunk = chunk[:remaining]
+                remaining -= len(chunk)
             count += chunk.count(b"\n")
     except OSError:
         return count

@@ -84,8 +84,11 @@ def read_mode(folder: str) -> StoredMode:
 def _interpret(path: str, data: dict[str, object]) -> tuple[Optional[str], Optional[str]]:
     version = data.get("v", FORMAT_VERSION)
     mode = data.get("mode")
-    if mode is None and isinstance(data.get("enabled"), bool):
-        mode = "on" if data["enabled"] else "off"
+    if mode is None and "enabled" in data:  # {"enabled": bool}, from the first releases
+        enabled = data["enabled"]
+        if not isinstance(enabled, bool):
+            return "off", f"{path} holds enabled={enabled!r}; telemetry is off"
+        mode = "on" if enabled else "off"
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         if mode in ("off", "local"):
             return str(mode), None
@@ -104,7 +107,7 @@ def write_mode(folder: str, mode: str, changed_at: str) -> str:
     _fs.ensure_private_folder(folder)
     path = os.path.join(folder, SETTINGS_FILE)
     data = {"v": FORMAT_VERSION, "mode": mode, "changed_at": changed_at}
-    _fs.atomic_write(path, json.dumps(data, sort_keys=True).encode() + b"\n")
+    _fs.atomic_write(path, json.dumps(data, sort_keys=True).encode() + b"\n", durable=True)
     return path
 
 

@@ -15,19 +15,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 from . import _fs
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from collections.abc import Callable, Sequence
+    from typing import Any, Optional
 
-__all__ = ["FORMAT_VERSION", "STATE_FILE", "SpoolState", "load_state", "update_state"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_BACKOFF_AHEAD",
+    "STATE_FILE",
+    "SpoolState",
+    "load_state",
+    "update_state",
+]
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 _MAX_BYTES = 4 * 1024 * 1024
 _MAX_BUNDLES = 256
+MAX_BACKOFF_AHEAD = 24 * 3600.0
+"""No exit back-off lasts longer (the uploader's longest is 6 h)."""
 _KNOWN_KEYS = frozenset(
     {"v", "dropped", "quarantined", "last_upload", "exit_backoff", "bundles", "auth_failure"}
 )
@@ -46,8 +57,38 @@ def _number(value: Any) -> Optional[float]:
     return None
 
 
+def _newer(version: Any) -> bool:
+    """Whether ``v`` names a later format; anything but a number is a hand edit, not a version."""
+    return type(version) is int and version > FORMAT_VERSION
+
+
+def _next_attempt(value: Any) -> float:
+    """When exit uploads may resume; a time beyond any back-off from now is ignored.
+
+    A clock that was set years ahead when an upload failed (or a hand edit)
+    would otherwise stop exit uploads until that date.
+    """
+    number = _number(value)
+    if number is None or number <= 0 or number > time.time() + MAX_BACKOFF_AHEAD:
+        return 0.0
+    return number
+
+
 def _text(value: Any) -> Optional[str]:
     return value[:2000] if isinstance(value, str) else None
+
+
+def _ranges(value: Any) -> tuple[tuple[int, int], ...]:
+    """Acknowledged byte ranges: pairs of non-negative ints, begin < end; anything else dropped."""
+    if not isinstance(value, list):
+        return ()
+    found = []
+    for pair in value[:10_000]:
+        if isinstance(pair, list) and len(pair) == 2:
+            begin, end = _int(pair[0], -1), _int(pair[1], -1)
+            if 0 <= begin < end:
+                found.append((begin, end))
+    return tuple(found)
 
 
 class SpoolState:
@@ -67,8 +108,7 @@ class SpoolState:
 
     def __init__(self, data: Optional[dict[str, Any]] = None) -> None:
         data = data or {}
-        version = data.get("v", FORMAT_VERSION)
-        self.newer_format = not isinstance(version, int) or version > FORMAT_VERSION
+        self.newer_format = _newer(data.get("v"))
         dropped = data.get("dropped")
         self.dropped: dict[str, int] = {
             str(reason): _int(count)
@@ -89,12 +129,12 @@ class SpoolState:
         backoff = data.get("exit_backoff")
         backoff = backoff if isinstance(backoff, dict) else {}
         self.backoff_failures = _int(backoff.get("failures"))
-        self.next_attempt_at = _number(backoff.get("next_attempt_at")) or 0.0
+        self.next_attempt_at = _next_attempt(backoff.get("next_attempt_at"))
         bundles = data.get("bundles")
-        self.bundles: dict[str, int] = {
-            str(sha): _int(entry.get("delivered"))
+        self.bundles: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
+            str(sha): (entry["delivered"], _ranges(entry.get("acked")))
             for sha, entry in (bundles.items() if isinstance(bundles, dict) else ())
-            if isinstance(entry, dict)
+            if isinstance(entry, dict) and _int(entry.get("delivered"), -1) >= 0
         }
         auth = data.get("auth_failure")
         self.auth_failure: Optional[dict[str, Any]] = None
@@ -113,10 +153,19 @@ class SpoolState:
             if count > 0:
                 self.dropped[reason] = self.dropped.get(reason, 0) + count
 
-    def set_bundle_progress(self, sha256: str, delivered: int) -> None:
-        """Remember how far a bundle was delivered (the most recent bundles are kept)."""
+    def set_bundle_progress(
+        self, sha256: str, delivered: int, acked: Sequence[tuple[int, int]] = ()
+    ) -> None:
+        """Remember how far a bundle was delivered, and ranges acknowledged beyond that.
+
+        The most recent bundles are kept.
+        """
         self.bundles.pop(sha256, None)
-        self.bundles[sha256] = delivered
+        self.bundles[sha256] = (delivered, tuple((a, b) for a, b in acked if b > delivered))
+
+    def bundle_progress(self, sha256: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+        """``(delivered prefix, acknowledged ranges)`` of a bundle (``(0, ())`` if unknown)."""
+        return self.bundles.get(sha256, (0, ()))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.unknown)
@@ -132,7 +181,10 @@ class SpoolState:
             }
         if self.bundles:
             newest = list(self.bundles.items())[-_MAX_BUNDLES:]
-            data["bundles"] = {sha: {"delivered": done} for sha, done in newest}
+            data["bundles"] = {
+                sha: {"delivered": done, **({"acked": [list(r) for r in acked]} if acked else {})}
+                for sha, (done, acked) in newest
+            }
         if self.auth_failure is not None:
             data["auth_failure"] = self.auth_failure
         return data
@@ -169,5 +221,6 @@ def update_state(folder: str, change: Callable[[SpoolState], None]) -> SpoolStat
     out = state.to_json()
     if state.newer_format and isinstance(data, dict):
         out["v"] = data.get("v")
-    _fs.atomic_write(path, json.dumps(out, sort_keys=True).encode())
+    # not sorted: the order of `bundles` is their recency
+    _fs.atomic_write(path, json.dumps(out).encode())
     return state

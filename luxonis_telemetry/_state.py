@@ -15,7 +15,8 @@ from ._ids import new_uuid4
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from collections.abc import Callable
+    from typing import Any, Optional
 
     from .client import Telemetry
     from .config import TelemetryConfig
@@ -53,8 +54,10 @@ class State:
         self.disabled_here = False
         # shutdown_on_exit() was asked for: the exit hook shuts the singletons down first
         self.shutdown_singletons = False
-        # what the exit hook saw and did, for tests and debug logs
+        # the worker thread that delivers in-process at exit (started before exit)
         self.exit_worker: Any = None
+        # testing.capture_events(): records go to this list, nothing is written or sent
+        self.sink: Optional[list[dict[str, Any]]] = None
 
     def session_id(self) -> str:
         """One random id per process (a forked child gets its own)."""

@@ -27,21 +27,21 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _fs
 from ._delivery import Deliverer
 from ._errors import TelemetryError
-from ._pipeline import Pipeline, Tally, chunk_stream
+from ._pipeline import Pipeline, Tally, bad_line_entry, chunk_stream
 from ._reader import MAX_LINE_BYTES, BadLine, decode_line
 from ._routing import Router
 from .uploader import UploadResult, remember, sending_blocked
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from ._reader import Item
-    from .spool import Spool
+    from .spool import Segment, Spool
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -59,6 +59,7 @@ MAX_RATIO = 100  # real bundles of JSON events compress 8-15x; a bomb ~1000x
 _RATIO_SLACK = 1024 * 1024  # the first MiB of output is never judged
 _MAX_HEADER_BYTES = 64 * 1024
 _READ = 64 * 1024
+_QUARANTINE_BATCH = 1000
 
 
 class BundleError(TelemetryError):
@@ -142,6 +143,10 @@ class _Lines:
             buffer += chunk
             start = 0
             while (newline := buffer.find(b"\n", start)) >= 0:
+                if newline - start > MAX_LINE_BYTES:
+                    raise BundleError(
+                        f"bundle has a line over {MAX_LINE_BYTES} bytes: not a bundle"
+                    )
                 yield buffer[start : newline + 1]
                 start = newline + 1
             buffer = buffer[start:]
@@ -225,11 +230,24 @@ def export_bundle(
             _fs.remove(tmp)
         if move:
             for segment in segments:
+                _quarantine_bad_lines(spool, segment)
                 spool.commit(segment, segment.size)
         return BundleInfo(path, info.count, info.sha256, info.header, info.size)
     finally:
         lock.release()
         lock.close()
+
+
+def _quarantine_bad_lines(spool: Spool, segment: Segment) -> None:
+    """Lines a bundle cannot carry (corrupt, torn) go to the quarantine, not nowhere."""
+    entries: list[dict[str, Any]] = []
+    for _begin, _end, item in segment.records():
+        if isinstance(item, BadLine):
+            entries.append(bad_line_entry(item, segment.name))
+            if len(entries) >= _QUARANTINE_BATCH:
+                spool.quarantine(entries)
+                entries = []
+    spool.quarantine(entries)
 
 
 def _check_target(path: str, force: bool) -> None:
@@ -252,12 +270,28 @@ def _publish(tmp: str, path: str, force: bool) -> None:
             os.link(tmp, path)
         except FileExistsError:
             raise BundleError(f"{path} appeared meanwhile; nothing was replaced") from None
+        except OSError:
+            _publish_without_links(tmp, path)
         return
     _check_target(path, force)
     os.replace(tmp, path)
 
 
-def _write_bundle(segments: list[Any], tmp: str) -> BundleInfo:
+def _publish_without_links(tmp: str, path: str) -> None:
+    """Where hard links are unsupported (a FAT USB stick): claim the name, then replace it.
+
+    The exclusive create fails if anything appeared at ``path``; the rename
+    then replaces only the empty file we just created.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except FileExistsError:
+        raise BundleError(f"{path} appeared meanwhile; nothing was replaced") from None
+    os.replace(tmp, path)
+
+
+def _write_bundle(segments: list[Segment], tmp: str) -> BundleInfo:
     digest = hashlib.sha256()
     count = size = 0
     first: Optional[str] = None
@@ -331,13 +365,13 @@ def upload_bundle(
     env = os.environ if environ is None else environ
     info = read_bundle(path)
     result = UploadResult()
+    done, acked = _progress(spool, info.sha256)
     blocked = sending_blocked(env, dotenv=environ is None)
     if blocked is not None:
         result.blocked = blocked
-        result.pending = info.count - _count_until(path, _progress(spool, info.sha256))
+        result.pending = info.count - _count_delivered(path, done, acked)
         return result
-    done = _progress(spool, info.sha256)
-    if done >= info.size:
+    if _covered(done, acked, info.size):
         result.reasons["bundle"] = "already uploaded; nothing sent twice"
         return result
     deadline = time.monotonic() + budget
@@ -346,7 +380,7 @@ def upload_bundle(
         lock.close()
         result.busy = True
         result.error = "another upload of this spool is running"
-        result.pending = info.count - _count_until(path, done)
+        result.pending = info.count - _count_delivered(path, done, acked)
         return result
     router = Router(
         spool.read_destinations() if spool.exists() else {},
@@ -358,8 +392,8 @@ def upload_bundle(
     deliverer = Deliverer(deadline, trust_sent_at=False)
     tally = Tally()
 
-    def commit(position: int, _acked: list[tuple[int, int]]) -> None:
-        spool.update_state(lambda state: state.set_bundle_progress(info.sha256, position))
+    def commit(position: int, ranges: list[tuple[int, int]]) -> None:
+        spool.update_state(lambda state: state.set_bundle_progress(info.sha256, position, ranges))
 
     def should_stop() -> Optional[str]:
         if time.monotonic() > deadline:
@@ -376,14 +410,14 @@ def upload_bundle(
             progress=progress,
         )
         chunks = chunk_stream(
-            _items(path, done),
+            _items(path, done, acked),
             route=router,
             source=os.path.basename(path),
             tally=tally,
             max_age=timedelta(days=36500),
             now=datetime.now(timezone.utc),
         )
-        pipeline.run(chunks, done)
+        pipeline.run(chunks, done, acked)
     finally:
         deliverer.close()
         lock.release()
@@ -392,42 +426,54 @@ def upload_bundle(
     result.error = tally.error
     result.reasons.update(tally.reasons)
     result.unauthorized = tally.unauthorized is not None
-    result.pending = info.count - _count_until(path, _progress(spool, info.sha256))
+    result.pending = info.count - _count_delivered(path, *_progress(spool, info.sha256))
     remember(spool, result, transient=bool(deliverer.failing), tally=tally)
     return result
 
 
-def _items(path: str, done: int) -> Iterator[tuple[int, int, Item]]:
-    """``(begin, end, record or BadLine)`` of the record lines after byte ``done``."""
+def _spans(path: str) -> Iterator[tuple[int, int, bytes]]:
+    """``(begin, end, line)`` of each record line, offsets in the uncompressed record stream."""
     lines, stream, _header = _open_lines(path)
     try:
         offset = 0
         for line in stream:
             begin, offset = offset, offset + len(line)
-            if offset > done:
-                yield begin, offset, decode_line(line.rstrip(b"\n"))
+            yield begin, offset, line
     finally:
         lines.close()
 
 
-def _count_until(path: str, offset: int) -> int:
-    """Record lines that end at or before ``offset`` (already delivered)."""
-    if offset <= 0:
+def _delivered(begin: int, end: int, done: int, acked: Sequence[tuple[int, int]]) -> bool:
+    return end <= done or any(low <= begin and end <= high for low, high in acked)
+
+
+def _items(
+    path: str, done: int, acked: Sequence[tuple[int, int]]
+) -> Iterator[tuple[int, int, Item]]:
+    """``(begin, end, record or BadLine)`` of the record lines not delivered yet."""
+    for begin, end, line in _spans(path):
+        if not _delivered(begin, end, done, acked):
+            yield begin, end, decode_line(line.rstrip(b"\n"))
+
+
+def _count_delivered(path: str, done: int, acked: Sequence[tuple[int, int]]) -> int:
+    """Record lines already delivered (before ``done`` or inside an acknowledged range)."""
+    if done <= 0 and not acked:
         return 0
-    lines, stream, _header = _open_lines(path)
-    count = position = 0
-    try:
-        for line in stream:
-            position += len(line)
-            if position > offset:
-                break
-            count += 1
-    finally:
-        lines.close()
-    return count
+    return sum(1 for begin, end, _line in _spans(path) if _delivered(begin, end, done, acked))
 
 
-def _progress(spool: Spool, sha256: str) -> int:
+def _covered(done: int, acked: Sequence[tuple[int, int]], size: int) -> bool:
+    """Whether ``[done, size)`` is all inside the acknowledged ranges."""
+    position = done
+    for begin, end in sorted(acked):
+        if begin > position:
+            break
+        position = max(position, end)
+    return position >= size
+
+
+def _progress(spool: Spool, sha256: str) -> tuple[int, tuple[tuple[int, int], ...]]:
     if not spool.exists():
-        return 0
-    return spool.read_state().bundles.get(sha256, 0)
+        return 0, ()
+    return spool.read_state().bundle_progress(sha256)

@@ -20,13 +20,13 @@ from .config import TelemetryConfig, install_id_path, spool_dir
 from .context import BASE_CONTEXT_KEYS, RESERVED_METADATA_KEYS, base_context, system_metadata
 from .record import encode, encode_context, new_record
 from .redaction import Sanitizer
-from .spool import Reentered, Spool, TurnedOff
+from .spool import Reentered, Spool, SpoolError, TurnedOff
 from .suppression import is_suppressed
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any, Callable, Optional
+    from collections.abc import Callable, Collection, Iterable
+    from typing import Any, Optional
 
     ContextProvider = Callable[["Telemetry"], Optional[dict[str, Any]]]
     SystemContextProvider = ContextProvider
@@ -55,10 +55,10 @@ class Telemetry:
         context_providers: Optional[Iterable[ContextProvider]] = None,
         system_context_providers: Optional[Iterable[SystemContextProvider]] = None,
     ) -> None:
-        self._library_name = str(library_name)
-        self._source_component = str(source_component or library_name)
-        self._library_version = library_version
-        self._version_resolved = library_version is not None
+        self._library_name = "unknown"
+        self._source_component = "unknown"
+        self._library_version: Optional[str] = None
+        self._version_resolved = True
         self._providers: list[ContextProvider] = []
         self._system_providers: list[SystemContextProvider] = []
         self._direct: Any = None
@@ -71,15 +71,21 @@ class Telemetry:
         self._guard = _log.Guard("capture", self._count_internal_error)
         self.config = TelemetryConfig(enabled=False)
         self._sanitizer = Sanitizer()
+        # Anything odd in the arguments leaves a disabled instance, never an exception.
         with _log.Guard("Telemetry()"):
+            self._library_name = str(library_name)
+            self._source_component = str(source_component or library_name)
+            self._library_version = library_version
+            self._version_resolved = library_version is not None
             self.config = TelemetryConfig.from_environ(config)
-            self._sanitizer = Sanitizer(secrets=(self.config.api_key or "",))
+            key = self.config.api_key
+            self._sanitizer = Sanitizer(secrets=(key,) if isinstance(key, str) else ())
             self.extend_context_providers(context_providers)
             self.extend_system_context_providers(system_context_providers)
             backend = self.config.effective_backend
             self._recording = self.config.enabled and backend != "noop"
             if self._recording and backend == "stdout":
-                from .backends._simple import StdoutBackend
+                from .backends import StdoutBackend
 
                 self._direct = StdoutBackend(self.config)
 
@@ -103,8 +109,9 @@ class Telemetry:
     def library_version(self) -> Optional[str]:
         """The version given, else the installed distribution's (looked up once)."""
         if not self._version_resolved:
-            self._library_version = _library_version(self._library_name)
             self._version_resolved = True
+            with _log.Guard("library_version"):
+                self._library_version = _library_version(self._library_name)
         return self._library_version
 
     @property
@@ -126,15 +133,24 @@ class Telemetry:
     # -- configuration -------------------------------------------------------------
 
     @staticmethod
-    def register_backend(name: str, factory: Callable[[TelemetryConfig], Any]) -> None:
+    def register_backend(
+        name: str,
+        factory: Optional[Callable[[TelemetryConfig], Any]] = None,
+        *,
+        backend_cls: Optional[Callable[[TelemetryConfig], Any]] = None,
+    ) -> None:
         """Make ``factory(config) -> backend`` (a class or callable) available as ``name``.
 
-        Names ignore case. Events of a library using a registered backend are
-        handed to it by this process at exit (or by ``upload()`` here).
+        Names ignore case; ``backend_cls=`` is luxonis-ml's name for the same
+        argument. Events of a library using a registered backend are handed
+        to it by this process at exit (or by ``upload()`` here).
         """
-        from .backends._registry import register_backend
+        from .backends import register_backend
 
-        register_backend(name, factory)
+        chosen = factory if factory is not None else backend_cls
+        if chosen is None or (factory is not None and backend_cls is not None):
+            raise TypeError("register_backend(name, factory) takes exactly one factory")
+        register_backend(name, chosen)
 
     def add_context_provider(self, provider: ContextProvider) -> None:
         """``provider(telemetry) -> dict`` adds keys to every event's context (added once)."""
@@ -163,22 +179,31 @@ class Telemetry:
         event: str,
         properties: Optional[dict[str, Any]] = None,
         *,
-        allowlist: Optional[Iterable[str]] = None,
+        allowlist: Optional[Collection[str]] = None,
         include_system_metadata: Optional[bool] = None,
         distinct_id: Optional[str] = None,
     ) -> None:
-        """Record ``event``; returns once it is on disk. Never raises.
+        """Record ``event``; returns once it is on disk. Never raises an ``Exception``.
 
         ``allowlist`` keeps only the named property keys (default: the
         config's); ``include_system_metadata=None`` follows the config;
-        ``distinct_id`` overrides the anonymous install id for this event.
+        ``distinct_id`` overrides the anonymous install id for this event
+        (a blank one is replaced by the default). Failures inside (ours, a
+        context provider's, a hostile property's) drop or trim the event;
+        ``KeyboardInterrupt``, ``SystemExit`` and other ``BaseException``
+        subclasses raised by the caller's code (a provider, a signal handler)
+        belong to the host and pass through. Called re-entrantly on the same
+        thread (from a signal handler or a finalizer while a capture is
+        writing), the inner event is dropped and counted, never waited for.
         """
-        if not self._recording or _state.state.disabled_here or is_suppressed():
+        current = _state.state
+        if (not self._recording or current.disabled_here) and current.sink is None:
+            return
+        if is_suppressed():
             return
         with self._guard:
             cleaned = self._sanitizer.properties(
-                properties,
-                self.config.allowlist if allowlist is None else frozenset(allowlist),
+                properties, self.config.allowlist if allowlist is None else allowlist
             )
             if include_system_metadata is None:
                 include_system_metadata = self.config.include_system_metadata
@@ -196,7 +221,10 @@ class Telemetry:
         PostHog merges the anonymous install id's earlier events into the
         identified person (``$anon_distinct_id``).
         """
-        if not self._recording or _state.state.disabled_here or is_suppressed():
+        current = _state.state
+        if (not self._recording or current.disabled_here) and current.sink is None:
+            return
+        if is_suppressed():
             return
         with self._guard:
             user = self._sanitizer.name(user_id).strip()
@@ -213,11 +241,12 @@ class Telemetry:
             self._direct.flush()
 
     def shutdown(self) -> None:
-        """Flush and close our files; a later capture opens them again."""
+        """Flush, persist the drop counts and close our files; a later capture reopens them."""
         self.flush()
         spool = self._spool
         if spool is not None:
             with _log.Guard("shutdown"):
+                spool.save_drops()
                 spool.close()
 
     def _record(
@@ -244,6 +273,11 @@ class Telemetry:
             properties=properties,
             context=None if context_json is not None else context,
         )
+        sink = _state.state.sink
+        if sink is not None:
+            record["context"] = context
+            sink.append(record)
+            return
         if self._direct is not None:
             record["context"] = context
             self._direct.capture(record)
@@ -268,6 +302,10 @@ class Telemetry:
             return
         except _fs.UnsafeFile:
             self._count_drop("unsafe_file", spool)
+            return
+        except SpoolError as exc:
+            self._count_drop("spool_unusable", spool)
+            _log.debug("the spool cannot be used: %s", exc)
             return
         except OSError as exc:
             reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EFBIG) else "disk_error"
@@ -313,9 +351,17 @@ class Telemetry:
         return spool
 
     def _remember_destination(self, spool: Spool) -> None:
-        """Record where this library sends (once per process and config), for the uploader."""
+        """Record where this library sends (once per process and config), for the uploader.
+
+        A library whose events this very process must deliver at exit (a
+        backend registered in-process) gets its exit worker started now:
+        no thread can start during interpreter shutdown.
+        """
         _state.state.recorded.setdefault(spool.path, {})[self._library_name] = self.config
         config = self.config
+        from ._exit import prepare_in_process_delivery
+
+        prepare_in_process_delivery(config)
         destination = _destinations.RecordedDestination(
             backend=config.effective_backend,
             endpoint=config.endpoint,
@@ -350,18 +396,27 @@ class Telemetry:
         return context, None
 
     def _merge(self, context: dict[str, Any], providers: list[ContextProvider]) -> None:
-        """Add what providers return; reserved and base keys only when the config allows."""
-        overrides = self.config.allow_reserved_overrides
+        """Add what providers return, later ones winning, as in luxonis-ml.
+
+        Reserved and base keys are kept unless the config allows overrides
+        (without a base context there is nothing to protect, as in
+        luxonis-ml). A provider that raises an ``Exception`` is skipped and
+        logged at debug level: it is the caller's code, not ours.
+        """
+        config = self.config
+        protected = (
+            _PROTECTED
+            if config.include_base_context and not config.allow_reserved_overrides
+            else frozenset()
+        )
         for provider in providers:
             try:
                 extra = provider(self)
             except Exception as exc:  # noqa: BLE001 - a provider must not break capture
                 _log.debug("context provider %r failed: %s", provider, exc)
                 continue
-            if not extra:
-                continue
             for key, value in self._sanitizer.context(extra).items():
-                if overrides or (key not in _PROTECTED and key not in context):
+                if key not in protected:
                     context[key] = value
 
     def _base_context(self) -> dict[str, Any]:

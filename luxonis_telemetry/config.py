@@ -128,7 +128,7 @@ def _absolute(value: Optional[str]) -> Optional[str]:
     be started.
     """
     text = _nonempty(value)
-    if text is None:
+    if text is None or "\0" in text:
         return None
     path = os.path.expanduser(text)
     return os.path.normpath(path) if os.path.isabs(path) else None
@@ -161,7 +161,7 @@ class _Frozen:
     def __repr__(self) -> str:
         shown = (
             f"{name}={'***' if name in self._HIDDEN and value else repr(value)}"
-            for name, value in zip(self._FIELDS, self._values())
+            for name, value in zip(self._FIELDS, self._values(), strict=True)
         )
         return f"{type(self).__name__}({', '.join(shown)})"
 
@@ -170,11 +170,20 @@ class _Frozen:
         unknown = set(changes) - set(self._FIELDS)
         if unknown:
             raise TypeError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        values = dict(zip(self._FIELDS, self._values()))
+        values = dict(zip(self._FIELDS, self._values(), strict=True))
         values.update(changes)
         return type(self)(**values)
 
     __replace__ = replace
+
+    # Pickling and ``copy`` restore slots with ``setattr``, which a frozen
+    # object refuses; a config crosses process boundaries (multiprocessing
+    # "spawn") and gets copied, as a frozen dataclass would.
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(zip(self._FIELDS, self._values(), strict=True))
+
+    def __setstate__(self, values: dict[str, Any]) -> None:
+        self._set(**{name: values.get(name) for name in self._FIELDS})
 
     def _set(self, **values: Any) -> None:
         for name, value in values.items():
@@ -393,10 +402,7 @@ class TelemetryConfig(_Frozen):
         """
         env = os.environ if environ is None else environ
         given = defaults if defaults is not None else TelemetryDefaults()
-        if isinstance(given, TelemetryConfig):
-            library_mode = given.mode
-        else:
-            library_mode = "off" if given.enabled is False else "on"
+        library_mode = "off" if given.enabled is False else "on"
         decision = decide_mode(library_mode, env, read_dotenv() if environ is None else {})
         debug = parse_bool(env.get(DEBUG))
         if debug is None:
@@ -409,6 +415,7 @@ class TelemetryConfig(_Frozen):
         if upload_on_exit is None:
             upload_on_exit = given.upload_on_exit is not False
         max_mb = _bounded(env.get(MAX_SPOOL_MB), MAX_SPOOL_MB_LIMIT)
+        max_bytes = int(max_mb * 1024 * 1024) if max_mb else 0  # below one byte: ignored
         max_age = _bounded(env.get(MAX_AGE_DAYS), MAX_AGE_DAYS_LIMIT)
         library = given if isinstance(given, TelemetryConfig) else None
         return cls(
@@ -424,14 +431,14 @@ class TelemetryConfig(_Frozen):
             allow_reserved_overrides=_pick(given.allow_reserved_overrides, False),
             local=decision.mode == _LOCAL,
             install_id_path=_absolute(env.get(INSTALL_ID_PATH))
-            or (library.install_id_path if library else None),
+            or _absolute(library.install_id_path if library else None),
             distinct_id=_nonempty(env.get(DISTINCT_ID))
             or (library.distinct_id if library else None),
-            spool_dir=_absolute(env.get(SPOOL_DIR)) or (library.spool_dir if library else None),
+            spool_dir=_absolute(env.get(SPOOL_DIR))
+            or _absolute(library.spool_dir if library else None),
             upload_on_exit=upload_on_exit,
-            max_spool_bytes=int(max_mb * 1024 * 1024)
-            if max_mb
-            else (library.max_spool_bytes if library else DEFAULT_MAX_SPOOL_BYTES),
+            max_spool_bytes=max_bytes
+            or (library.max_spool_bytes if library else DEFAULT_MAX_SPOOL_BYTES),
             max_event_age_days=max_age
             or (library.max_event_age_days if library else DEFAULT_MAX_EVENT_AGE_DAYS),
             product_name=given.product_name,
@@ -465,9 +472,11 @@ def decide_mode(
 ) -> Decision:
     """The mode in force and why: the most private of the user's choices, then the library's.
 
-    ``library_mode`` is what the library configured (``on``, ``local`` or
-    ``off``). An explicit ``LUXONIS_TELEMETRY_ENABLED=1`` overrides a library
-    that turned telemetry off; a stored ``enable`` only undoes ``disable``.
+    ``library_mode`` is what the library configured (``on`` or ``off``): local
+    mode is the user's to choose, since only the user's choice is seen by
+    every path that uploads (the CLI, the exit hook, other tools). An explicit
+    ``LUXONIS_TELEMETRY_ENABLED=1`` overrides a library that turned telemetry
+    off; a stored ``enable`` only undoes ``disable``.
     """
     dotenv = dotenv or {}
     if parse_bool(environ.get(DO_NOT_TRACK)):
@@ -475,13 +484,13 @@ def decide_mode(
     raw = _nonempty(environ.get(ENABLED))
     env_choice = _choice(raw)
     if env_choice == "off":
-        return Decision("off", f"{ENABLED}={raw!r}", "environment")
+        return Decision("off", _off_reason(raw), "environment")
     if parse_bool(dotenv.get(DO_NOT_TRACK)):
         return Decision("off", "DO_NOT_TRACK is set in ./.env", "dotenv")
     dot_raw = _nonempty(dotenv.get(ENABLED))
     dot_choice = _choice(dot_raw)
     if dot_choice == "off":
-        return Decision("off", f"{ENABLED}={dot_raw!r} in ./.env", "dotenv")
+        return Decision("off", f"{_off_reason(dot_raw)} in ./.env", "dotenv")
     folder = config_dir(environ)
     stored = _settings.read_mode(folder) if folder else None
     problem = stored.problem if stored is not None else None
@@ -499,11 +508,15 @@ def decide_mode(
         return Decision("on", f"{ENABLED}={raw!r}", "environment", problem)
     if library_mode == "off":
         return Decision("off", "turned off by the library's configuration", "library", problem)
-    if library_mode == _LOCAL:
-        return Decision(_LOCAL, "local only by the library's configuration", "library", problem)
     if stored is not None and stored.mode == "on":
         return Decision("on", f"set by `luxonis-telemetry enable` ({stored.path})", "settings")
     return Decision("on", "default", "default", problem)
+
+
+def _off_reason(raw: Optional[str]) -> str:
+    if parse_bool(raw) is None:
+        return f"{ENABLED}={raw!r} is not one of 1/0/true/false/yes/no/on/off/local"
+    return f"{ENABLED}={raw!r}"
 
 
 def _choice(raw: Optional[str]) -> Optional[str]:
@@ -529,7 +542,7 @@ def read_dotenv(folder: Optional[str] = None) -> dict[str, str]:
         path = os.path.join(folder or os.getcwd(), ".env")
     except OSError:
         return {}
-    data = _fs.read_limited(path, 64 * 1024)
+    data = _fs.read_regular(path, 64 * 1024)
     if not data:
         return {}
     found: dict[str, str] = {}
@@ -557,8 +570,9 @@ def install_id_path(
     config: Optional[TelemetryConfig] = None, environ: Optional[Mapping[str, str]] = None
 ) -> Optional[str]:
     """Where the anonymous install id lives (``None``: no home, an id for this process only)."""
-    if config is not None and config.install_id_path:
-        return _absolute(config.install_id_path)
+    chosen = _absolute(config.install_id_path) if config is not None else None
+    if chosen:
+        return chosen
     env = os.environ if environ is None else environ
     explicit = _absolute(env.get(INSTALL_ID_PATH))
     if explicit:
@@ -583,14 +597,21 @@ def spool_dir(
 def relative_settings(environ: Optional[Mapping[str, str]] = None) -> list[str]:
     """Folder and file variables that were ignored because they are relative (for ``status``)."""
     env = os.environ if environ is None else environ
+    names = [SPOOL_DIR, CONFIG_DIR, INSTALL_ID_PATH]
+    if _uses_xdg():
+        names += [variable for variable, _fallback in _XDG.values()]
     return [
         f"{name}={env[name]!r} is not an absolute path: ignored"
-        for name in (SPOOL_DIR, CONFIG_DIR, INSTALL_ID_PATH)
+        for name in names
         if _nonempty(env.get(name)) and _absolute(env.get(name)) is None
     ]
 
 
 _XDG = {"config": ("XDG_CONFIG_HOME", ".config"), "state": ("XDG_STATE_HOME", ".local/state")}
+
+
+def _uses_xdg() -> bool:
+    return sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd"))
 
 
 def _user_dir(kind: str, env: Mapping[str, str]) -> Optional[str]:
@@ -600,7 +621,7 @@ def _user_dir(kind: str, env: Mapping[str, str]) -> Optional[str]:
     out: importing platformdirs costs ~8 ms (it loads pathlib), which every
     program that captures an event would pay.
     """
-    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+    if _uses_xdg():
         variable, fallback = _XDG[kind]
         base = _absolute(env.get(variable)) or os.path.join(os.path.expanduser("~"), fallback)
         path = os.path.join(base, APP_NAME)
@@ -629,11 +650,16 @@ CI_VARIABLES = (
 
 
 def is_ci(environ: Optional[Mapping[str, str]] = None) -> bool:
-    """True on the common CI services: ``CI`` is truthy or one of ``CI_VARIABLES`` is set."""
+    """True on the common CI services: ``CI`` or one of ``CI_VARIABLES`` is set.
+
+    As in luxonis-ml any value counts (Woodpecker sets ``CI=woodpecker``),
+    except an explicit falsy ``CI=false``/``0``, which people set to say "not CI".
+    """
     env = os.environ if environ is None else environ
-    if parse_bool(env.get("CI")):
+    ci = _nonempty(env.get("CI"))
+    if ci is not None and parse_bool(ci) is not False:
         return True
-    return any(env.get(name) for name in CI_VARIABLES)
+    return any(_nonempty(env.get(name)) for name in CI_VARIABLES)
 
 
 def running_under_test_or_ci(environ: Optional[Mapping[str, str]] = None) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ._fs import read_regular
 from .config import IS_LUXONIS_CLOUD, is_ci, parse_bool
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
@@ -43,7 +44,10 @@ RESERVED_METADATA_KEYS = frozenset(
 BASE_CONTEXT_KEYS = (
     "os",
     "os_version",
+    "os_distro",
+    "os_product_version",
     "python_version",
+    "python_implementation",
     "library_name",
     "library_version",
     "session_id",
@@ -137,12 +141,12 @@ def system_context_provider(_telemetry: object) -> dict[str, Any]:
 def system_metadata() -> dict[str, Any]:
     """What ``include_system_metadata=True`` adds: luxonis-ml's system context and ours.
 
-    Ours: the Python implementation, container detection beyond Docker, and
-    the UTC offset in minutes. Nothing personal, no subprocess.
+    Ours: container detection beyond Docker and the UTC offset in minutes
+    (the Python implementation is in every event's base context). Nothing
+    personal, no subprocess.
     """
     return {
         **system_context(),
-        "python_implementation": _python_implementation(),
         "container": _in_container(),
         "timezone_offset_minutes": _utc_offset_minutes(),
     }
@@ -173,6 +177,43 @@ def _utc_offset_minutes() -> int:
     return int((local.tm_gmtoff or 0) // 60)
 
 
+def _os_product(system: str) -> tuple[Optional[str], Optional[str]]:
+    """The distribution's name (Linux) and the OS version as its vendor numbers it.
+
+    What the posthog client reports as ``$os_distro`` and ``$os_version``
+    (Debian ``12``, macOS ``14.2``, Windows ``10``), where ``os_version`` is the
+    kernel's release. Read from files, never by running a program.
+    """
+    if system == "Linux":
+        fields = _os_release()
+        return fields.get("NAME"), fields.get("VERSION_ID")
+    if system == "Darwin":
+        import platform
+
+        return None, platform.mac_ver()[0] or None
+    if system == "Windows":  # pragma: no cover - Windows
+        import platform
+
+        return None, platform.win32_ver()[0] or None
+    return None, None
+
+
+def _os_release() -> dict[str, str]:
+    """``/etc/os-release`` (or ``/usr/lib/os-release``) as a dict; empty when unreadable."""
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        data = read_regular(path, 16 * 1024)
+        if data is not None:
+            break
+    else:
+        return {}
+    fields = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("NAME", "VERSION_ID"):
+            fields[key.strip()] = value.strip().strip("'\"")[:100]
+    return fields
+
+
 def base_context(
     *,
     library_name: str,
@@ -183,10 +224,14 @@ def base_context(
 ) -> dict[str, Any]:
     """The context of every event of one library in this process (cached by the client)."""
     system, release, _machine = _uname()
+    distro, product_version = _os_product(system)
     return {
         "os": system,
         "os_version": release,
+        "os_distro": distro,
+        "os_product_version": product_version,
         "python_version": _python_version(),
+        "python_implementation": _python_implementation(),
         "library_name": library_name,
         "library_version": library_version,
         "session_id": session_id,

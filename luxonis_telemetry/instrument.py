@@ -28,8 +28,8 @@ from . import _log
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any, Callable, Optional, TypeVar
+    from collections.abc import Callable, Iterable
+    from typing import Any, Optional, TypeVar
 
     from .client import Telemetry
 

@@ -138,11 +138,16 @@ def _reconcile(
     context_providers: Optional[Iterable[ContextProvider]],
     system_context_providers: Optional[Iterable[SystemContextProvider]],
 ) -> None:
-    """Merge additive arguments into a reused instance; note the ignored ones."""
+    """Merge additive arguments into a reused instance; note the ignored ones.
+
+    Never raises: odd arguments (a config of another type, a hostile
+    provider list) leave the instance as it was.
+    """
     name = f"{existing.library_name}:{existing.source_component}"
-    if config is not None and existing.config != type(existing.config).from_environ(config):
-        _log.debug("telemetry for %s already exists; the new config was ignored", name)
-    if library_version is not None and library_version != existing.library_version:
-        _log.debug("telemetry for %s already exists; the new library version was ignored", name)
-    existing.extend_context_providers(context_providers)
-    existing.extend_system_context_providers(system_context_providers)
+    with _log.Guard("get_or_init"):
+        if config is not None and existing.config != type(existing.config).from_environ(config):
+            _log.debug("telemetry for %s already exists; the new config was ignored", name)
+        if library_version is not None and library_version != existing.library_version:
+            _log.debug("telemetry for %s already exists; the new library version was ignored", name)
+        existing.extend_context_providers(context_providers)
+        existing.extend_system_context_providers(system_context_providers)

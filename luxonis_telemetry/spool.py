@@ -37,14 +37,14 @@ import stat
 import threading
 import time
 
-from . import _destinations, _fs, _quarantine, _spool_state
+from . import _destinations, _fs, _log, _quarantine, _spool_state
 from ._lock import LockTimeout, ProcessLock
 from ._reader import BadLine, count_lines, iter_records
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-    from typing import Any, Callable, Optional
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any, Optional
 
     from ._reader import Item
 
@@ -123,6 +123,11 @@ class Segment:
     def pending_bytes(self) -> int:
         return max(0, self.size - self.start - sum(end - begin for begin, end in self.acked))
 
+    def pending_lines(self) -> int:
+        """Lines still to deliver: after ``start``, outside the acknowledged ranges."""
+        acked = sum(count_lines(self.path, begin, end) for begin, end in self.acked)
+        return max(0, count_lines(self.path, self.start) - acked)
+
     def records(self) -> Iterator[tuple[int, int, Item]]:
         """``(begin, end, record or BadLine)`` of every line still to deliver."""
         begin = self.start
@@ -138,21 +143,52 @@ class Segment:
 
 
 class _DropCounter:
-    """Drops not yet persisted; kept in memory while the disk refuses them."""
+    """Drops not yet persisted; kept in memory while the disk refuses them.
 
-    __slots__ = ("by_reason", "total")
+    Counted exactly even when a signal handler or a finalizer counts a drop
+    in the middle of another count on the same thread: ``add`` is one
+    ``list.append`` (no read-modify-write a handler could interleave with)
+    and ``take`` swaps the containers without a call in between, where
+    CPython could run a handler or switch threads. Long lists are folded
+    into per-reason totals, so memory stays bounded while drops pile up.
+    """
+
+    __slots__ = ("_folded", "_pending")
+
+    _FOLD_AT = 1024
 
     def __init__(self) -> None:
-        self.by_reason: dict[str, int] = {}
-        self.total = 0
+        self._pending: list[tuple[str, int]] = []
+        self._folded: dict[str, int] = {}
 
     def add(self, reason: str, count: int = 1) -> None:
-        self.by_reason[reason] = self.by_reason.get(reason, 0) + count
-        self.total += count
+        self._pending.append((reason, count))
+        if len(self._pending) > self._FOLD_AT:
+            pending = self._pending
+            self._pending = []
+            _fold(self._folded, pending)
+
+    def __bool__(self) -> bool:
+        return bool(self._pending or self._folded)
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        """A snapshot of the counts, by reason."""
+        return _fold(dict(self._folded), list(self._pending))
 
     def take(self) -> dict[str, int]:
-        taken, self.by_reason, self.total = self.by_reason, {}, 0
-        return taken
+        """The counts, removed from this counter."""
+        pending = self._pending
+        self._pending = []
+        folded = self._folded
+        self._folded = {}
+        return _fold(folded, pending)
+
+
+def _fold(totals: dict[str, int], pending: list[tuple[str, int]]) -> dict[str, int]:
+    for reason, count in pending:
+        totals[reason] = totals.get(reason, 0) + count
+    return totals
 
 
 class Spool:
@@ -171,7 +207,9 @@ class Spool:
         self.segment_bytes = min(4 * 1024 * 1024, max(16 * 1024, max_bytes // 16))
         self.unsaved_drops = _DropCounter()
         self._thread_lock = threading.Lock()
-        self._owner = 0  # thread ident holding _thread_lock
+        # threads inside (or entering) the locked section; a thread found here
+        # again is re-entering from a signal handler or a finalizer
+        self._busy: set[int] = set()
         self._stuck = False  # the process lock timed out; fail fast until seen free
         self._lock: Optional[ProcessLock] = None
         self._files: dict[str, int] = {}
@@ -232,40 +270,55 @@ class Spool:
         finally:
             self._exit(lock)
 
-    def _enter(self) -> ProcessLock:
-        """Take the thread lock, then the process lock; never wait for ourselves."""
+    def _enter(self, recording: bool = False) -> ProcessLock:
+        """Take the thread lock, then the process lock; never wait for ourselves.
+
+        The thread is marked busy *before* it takes the thread lock and
+        unmarked after releasing it, so a capture re-entered at any instant
+        in between (a signal handler, a ``__del__`` run by the garbage
+        collector) sees the mark and gives up at once.
+        """
+        if self._pid != os.getpid():
+            self.after_fork()
         me = threading.get_ident()
-        if not self._thread_lock.acquire(False):
-            if self._owner == me:
-                raise Reentered(errno.EDEADLK, "capture re-entered while writing", self.path)
-            if not self._thread_lock.acquire(timeout=LOCK_TIMEOUT):
-                raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
-        self._owner = me
+        busy = self._busy
+        if me in busy:
+            raise Reentered(errno.EDEADLK, "capture re-entered while writing", self.path)
+        busy.add(me)
         try:
-            return self._take_lock()
+            thread_lock = self._thread_lock
+            if not thread_lock.acquire(False) and not thread_lock.acquire(timeout=LOCK_TIMEOUT):
+                raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
+            try:
+                return self._take_lock(recording)
+            except BaseException:
+                thread_lock.release()
+                raise
         except BaseException:
-            self._owner = 0
-            self._thread_lock.release()
+            busy.discard(me)
             raise
 
     def _exit(self, lock: ProcessLock) -> None:
         try:
             lock.release()
         finally:
-            self._owner = 0
             self._thread_lock.release()
+            self._busy.discard(threading.get_ident())
 
-    def _take_lock(self) -> ProcessLock:
+    def _take_lock(self, recording: bool) -> ProcessLock:
         """The held process lock (caller holds the thread lock).
 
         If the folder vanished under us (deleted by hand while we run), it is
         created again once, with a fresh lock file, rather than locking a
-        deleted file that excludes nobody.
+        deleted file that excludes nobody; but never when the user turned
+        telemetry off meanwhile (``disable`` removes the folder): then
+        :class:`TurnedOff`. A capture (``recording``) does not create a
+        missing folder after an opt-out either.
         """
-        if self._pid != os.getpid():
-            self.after_fork()
         for attempt in (1, 2):
             if not self._ready:
+                if recording and not os.path.lexists(self.path) and not _still_on():
+                    raise TurnedOff(errno.EPERM, "telemetry was turned off", self.path)
                 self.ensure_folder()
             if self._lock is None:
                 self._lock = ProcessLock(self.file("lock"))
@@ -290,7 +343,8 @@ class Spool:
         """A forked child must not share descriptors or a lock another thread held."""
         self.forget_descriptors()
         self._thread_lock = threading.Lock()
-        self._owner = 0
+        self._busy = set()
+        self._stuck = False
         self._pid = os.getpid()
 
     def forget_descriptors(self) -> None:
@@ -306,16 +360,31 @@ class Spool:
         self._ready = False
 
     def close(self) -> None:
-        """Close our files (a later append opens them again)."""
-        with self.locked():
-            self.forget_descriptors()
+        """Close our files (a later append opens them again).
+
+        Needs only this process's thread lock, so a stuck holder of the
+        spool lock cannot make a shutdown wait; skipped when re-entered on a
+        thread that is writing, or when another thread keeps writing.
+        """
+        me = threading.get_ident()
+        if me in self._busy:
+            return
+        self._busy.add(me)
+        try:
+            if self._thread_lock.acquire(timeout=LOCK_TIMEOUT):
+                try:
+                    self.forget_descriptors()
+                finally:
+                    self._thread_lock.release()
+        finally:
+            self._busy.discard(me)
 
     # -- appending ----------------------------------------------------------
 
     def append(self, library: str, line: bytes) -> None:
         """Append one encoded line for ``library``; raises ``OSError`` on failure."""
         key = self._keys.get(library) or self._key_for(library)
-        lock = self._enter()
+        lock = self._enter(recording=True)
         try:
             self._append_locked(key, line)
         finally:
@@ -341,11 +410,15 @@ class Spool:
         finally:
             if not _KEEP_OPEN:  # pragma: no cover - Windows
                 self._close_active(key)
-        if self.unsaved_drops.total:
-            self._save_drops_locked()
-        if end >= self.segment_bytes:
-            self._seal_locked(key)
-            self._enforce_caps_locked()
+        # The line is on disk: housekeeping that fails now must not report it lost.
+        try:
+            if self.unsaved_drops:
+                self._save_drops_locked()
+            if end >= self.segment_bytes:
+                self._seal_locked(key)
+                self._enforce_caps_locked()
+        except OSError as exc:
+            _log.debug("spool housekeeping failed after an append: %s", exc)
 
     def _key_for(self, library: str) -> str:
         key = library_key(library)
@@ -441,10 +514,23 @@ class Spool:
         _fs.remove(segment.path)
         _fs.remove(segment.path + ".pos")
         if lines:
-            self._update_state_locked(lambda state: state.add_drops({reason: lines}))
+            self._count_drops_locked({reason: lines})
+
+    def save_drops(self) -> None:
+        """Persist the drops counted in memory (at shutdown); quietly keeps them if it cannot."""
+        if not self.unsaved_drops or not self.exists():
+            return
+        try:
+            with self.locked():
+                self._save_drops_locked()
+        except OSError as exc:
+            _log.debug("saving the drop counts failed: %s", exc)
 
     def _save_drops_locked(self) -> None:
-        drops = self.unsaved_drops.take()
+        self._count_drops_locked(self.unsaved_drops.take())
+
+    def _count_drops_locked(self, drops: dict[str, int]) -> None:
+        """Persist dropped counts; kept in memory while ``state.json`` cannot be written."""
         try:
             self._update_state_locked(lambda state: state.add_drops(drops))
         except OSError:
@@ -467,7 +553,7 @@ class Spool:
             if not match:
                 continue
             path = self.file(name)
-            if _fs.problem(path) is not None:
+            if _refused(path):
                 continue
             size = _size(path)
             start, acked = _read_position(path + ".pos")
@@ -479,7 +565,7 @@ class Spool:
         return [
             self.file(name)
             for name in self._names()
-            if _ACTIVE.fullmatch(name) and _fs.problem(self.file(name)) is None
+            if _ACTIVE.fullmatch(name) and not _refused(self.file(name))
         ]
 
     def iter_pending(self) -> Iterator[Item]:
@@ -501,7 +587,7 @@ class Spool:
         total = 0
         for segment in self.segments():
             if keys is None or segment.key in keys:
-                total += count_lines(segment.path, segment.start)
+                total += segment.pending_lines()
         for path in self.active_files():
             key = os.path.basename(path)[len("active.") : -len(".jsonl")]
             if keys is None or key in keys:
@@ -554,9 +640,14 @@ class Spool:
         if not entries:
             return
         with self.locked():
-            dropped = _quarantine.append_entries(
-                self.path, entries, _quarantine.quarantine_limit(self.max_bytes)
-            )
+            try:
+                dropped = _quarantine.append_entries(
+                    self.path, entries, _quarantine.quarantine_limit(self.max_bytes)
+                )
+            except _fs.UnsafeFile:
+                # Someone else's file (or a link) at that name: never written to.
+                self._count_drops_locked({"unsafe_file": len(entries)})
+                return
 
             def change(state: _spool_state.SpoolState) -> None:
                 state.quarantined += len(entries)
@@ -656,6 +747,17 @@ def _read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
         ):
             ranges.append((pair[0], pair[1]))
     return max(0, data["pos"]), ranges
+
+
+def _refused(path: str) -> bool:
+    """Whether ``path`` is not a regular file of ours with one link (noted for ``status``)."""
+    if _fs.problem(path) is None:
+        return False
+    try:  # opening without blocking proves it and notes it in the unsafe files
+        os.close(_fs.open_checked(path))
+    except OSError:
+        return True
+    return False
 
 
 def _last_byte(fd: int, end: int) -> bytes:

@@ -22,7 +22,10 @@ from ._reader import count_lines
 from ._routing import Router
 from ._text import mask_key, mask_url
 from .config import (
+    API_KEY,
+    BACKEND,
     DO_NOT_TRACK,
+    ENDPOINT,
     UPLOAD_ON_EXIT,
     TelemetryConfig,
     config_dir,
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
     from .spool import Spool
 
-__all__ = ["TURN_OFF", "gather_status"]
+__all__ = ["TURN_OFF", "gather_status", "unsafe_files"]
 
 TURN_OFF = f"luxonis-telemetry disable   (or {DO_NOT_TRACK}=1 in the environment)"
 
@@ -54,7 +57,12 @@ def _iso(value: Optional[float]) -> Optional[str]:
 def gather_status(
     spool: Optional[Spool], environ: Optional[Mapping[str, str]] = None
 ) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain data (keys masked, URL credentials hidden)."""
+    """Everything ``status`` shows, as plain data (keys masked, URL credentials hidden).
+
+    Counts that cannot be known (the spool folder is unusable: another
+    user's, not a folder, unreadable) are ``None``, never a reassuring 0;
+    ``problems`` says why.
+    """
     env = os.environ if environ is None else environ
     decision = decide_mode("on", env, read_dotenv() if environ is None else {})
     user = TelemetryConfig.from_environ(environ=env)
@@ -67,12 +75,14 @@ def gather_status(
         "turn_off": TURN_OFF,
         "upload_at_exit": False,
         "upload_at_exit_why_not": None,
+        "environment": _environment(env),
         "files": {
             "settings": settings_path(env),
             "install_id": install_id_path(None, env),
             "spool": spool.path if spool else None,
             "notice_marker": os.path.join(folder, "notice_shown") if folder else None,
         },
+        "notice_shown": bool(folder and os.path.lexists(os.path.join(folder, "notice_shown"))),
         "problems": [p for p in (decision.problem,) if p] + relative_settings(env),
         "pending_events": 0,
         "pending_bytes": 0,
@@ -89,14 +99,26 @@ def gather_status(
     spool_problem = spool.problem() if spool is not None else "no home directory: no spool folder"
     if spool_problem:
         info["problems"].append(spool_problem)
+        for unknown in ("pending_events", "pending_bytes", "dropped", "quarantined"):
+            info[unknown] = None
     state: Optional[_spool_state.SpoolState] = None
     if spool is not None and not spool_problem and spool.exists():
         state = _fill_spool(info, spool, env)
-    info["problems"].extend(_unsafe_files(spool, folder, env))
+    found = unsafe_files(spool, env)
+    info["problems"] += [f"{path} {why}: skipped" for path, why in sorted(found.items())]
     info["upload_at_exit"], info["upload_at_exit_why_not"] = _exit_answer(
         decision.mode, decision.reason, user, env, info["destinations"], state
     )
     return info
+
+
+def _environment(env: Mapping[str, str]) -> dict[str, Optional[str]]:
+    """What the environment sets for every library (it overrides what they recorded)."""
+    return {
+        "backend": env.get(BACKEND, "").strip() or None,
+        "endpoint": mask_url(env.get(ENDPOINT, "").strip() or None),
+        "api_key": mask_key(env.get(API_KEY, "").strip() or None),
+    }
 
 
 def _fill_spool(
@@ -111,6 +133,7 @@ def _fill_spool(
             "endpoint": mask_url(destination.endpoint),
             "api_key": mask_key(destination.api_key),
             "key_from": destination.source if destination.api_key else None,
+            "install_id_path": recorded[library].install_id_path,
         }
     info["files"]["destinations"] = spool.file(DESTINATIONS_FILE)
     info["files"]["state"] = spool.file(_spool_state.STATE_FILE)
@@ -135,10 +158,16 @@ def _fill_spool(
     return state
 
 
-def _unsafe_files(
-    spool: Optional[Spool], folder: Optional[str], env: Mapping[str, str]
-) -> list[str]:
-    """Files in our folders that would be refused (not regular, not ours, hard-linked)."""
+def unsafe_files(
+    spool: Optional[Spool], environ: Optional[Mapping[str, str]] = None
+) -> dict[str, str]:
+    """Files in our folders that are refused (not regular, not ours, hard-linked): path -> why.
+
+    Judged from ``lstat`` alone, so a FIFO or device is never opened; files
+    this process already refused are included.
+    """
+    env = os.environ if environ is None else environ
+    folder = config_dir(env)
     found: dict[str, str] = dict(_state.state.unsafe_files)
     candidates = [install_id_path(None, env)]
     if folder is not None:
@@ -152,7 +181,7 @@ def _unsafe_files(
         why = _fs.problem(path)
         if why is not None:
             found[path] = why
-    return [f"{path} {why}: skipped" for path, why in sorted(found.items())]
+    return found
 
 
 def _exit_answer(

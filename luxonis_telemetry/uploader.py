@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import _log
 from ._delivery import Deliverer
@@ -24,7 +24,7 @@ from .config import TelemetryConfig, config_dir, decide_mode, read_dotenv, spool
 from .spool import Spool, library_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from ._pipeline import Chunk
     from ._spool_state import SpoolState
@@ -135,16 +135,16 @@ def upload(
     """
     env = os.environ if environ is None else environ
     result = UploadResult()
+    blocked = sending_blocked(env, dotenv=environ is None)
     spool = spool or open_spool(env)
+    if blocked is not None:
+        result.blocked = blocked
+        result.pending = spool.count_pending() if spool is not None and spool.exists() else 0
+        return result
     if spool is None:
         result.error = "no spool folder (no home directory?)"
         return result
     if not spool.exists():
-        return result
-    blocked = sending_blocked(env, dotenv=environ is None)
-    if blocked is not None:
-        result.blocked = blocked
-        result.pending = spool.count_pending()
         return result
     deadline = time.monotonic() + budget
     lock = spool.upload_lock()
@@ -186,7 +186,7 @@ def upload(
                 max_age=max_age,
                 now=now,
             )
-            pipeline.run(chunks, segment.start)
+            pipeline.run(chunks, segment.start, segment.acked)
             if tally.error == "the events were purged":
                 break
         result.pending = spool.count_pending(wanted)
@@ -235,6 +235,7 @@ def remember(spool: Spool, result: UploadResult, *, transient: bool, tally: Tall
     """Persist the outcome: ``status`` shows it and the exit hook backs off by it."""
     now = time.time()
     unauthorized = tally.unauthorized
+    refused_at = tally.refused_at
 
     def change(state: SpoolState) -> None:
         state.last_upload = {
@@ -255,7 +256,7 @@ def remember(spool: Spool, result: UploadResult, *, transient: bool, tally: Tall
             state.auth_failure = {
                 "at": now,
                 "status": unauthorized.status or 0,
-                "destination": None,
+                "destination": refused_at,
                 "message": str(unauthorized),
             }
         elif result.sent:

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -85,7 +85,7 @@ def posthog_env(server: FakePostHog, monkeypatch: pytest.MonkeyPatch) -> FakePos
 
 def spool_records(spool: Path) -> list[dict[str, Any]]:
     """Every well-formed record pending in ``spool`` (any file, any order)."""
-    records = []
+    records: list[dict[str, Any]] = []
     if not spool.exists():
         return records
     for path in sorted(spool.glob("*.jsonl")):

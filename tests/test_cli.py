@@ -1,12 +1,22 @@
+"""The ``luxonis-telemetry`` command as people run it: in-process, as a real process, on a terminal."""
+
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import stat
+import struct
 import subprocess
 import sys
+import termios
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +24,38 @@ import pytest
 from typer.testing import CliRunner
 
 from luxonis_telemetry import Telemetry, TelemetryConfig
-from luxonis_telemetry.cli import app, mask, parse_since
+from luxonis_telemetry._text import mask_key
+from luxonis_telemetry.bundle import read_bundle
+from luxonis_telemetry.cli import app
+from luxonis_telemetry.cli._app import parse_since
+from luxonis_telemetry.record import encode, new_record
+from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import FakePostHog
 from tests.conftest import REPO, spool_records
 
 runner = CliRunner()
 KEY = "phc_test_key_123"
+ERROR = "luxonis-telemetry: error: "
+
+
+# -- helpers (also used by test_status, test_controls and test_cli_mount) ------------------
 
 
 def cli(*args: str, input: str | None = None) -> Any:
     return runner.invoke(app, list(args), input=input)
 
 
-def one_error_line(result: Any) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    assert lines[0].startswith("luxonis-telemetry: error: ")
+def one_error_line(stderr: str, output: str = "") -> str:
+    """The single error line a failing command printed (never a traceback)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr + output
+    assert lines[0].startswith(ERROR), lines[0]
     return lines[0]
+
+
+def default_spool() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "luxonis-telemetry" / "spool"
 
 
 def capture_some() -> list[dict[str, Any]]:
@@ -39,12 +63,112 @@ def capture_some() -> list[dict[str, Any]]:
     for n in range(3):
         a.capture("train.start", {"epochs": n})
     Telemetry("modelconverter").capture("convert", {"target": "rvc4"})
-    spool = Path(os.environ["XDG_STATE_HOME"]) / "luxonis-telemetry" / "spool"
-    return spool_records(spool)
+    return spool_records(default_spool())
+
+
+def store(
+    *,
+    event: str = "stored",
+    library: str = "lib",
+    properties: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write one record straight into the spool, as a capture would, but unsanitized.
+
+    ``inspect`` must show whatever a spool holds (an older version, another
+    library, a hand edit), not only what today's sanitizer lets through.
+    """
+    record = new_record(
+        "capture",
+        event=event,
+        distinct_id="00000000-0000-4000-8000-000000000000",
+        library=library,
+        properties=properties or {},
+        context=context if context is not None else {"os": "Linux", "python_version": "3.11.7"},
+    )
+    spool = Spool(str(default_spool()))
+    try:
+        spool.append(library, encode(record))
+    finally:
+        spool.close()
+    return record
+
+
+def console_script() -> str:
+    script = Path(sys.executable).parent / "luxonis-telemetry"
+    found = str(script) if script.exists() else shutil.which("luxonis-telemetry")
+    assert found, "the console script is installed by `pip install -e .`"
+    return found
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The console script as a real process."""
+    return subprocess.run(
+        [console_script(), *args],
+        env=dict(os.environ) if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        check=False,
+    )
+
+
+_CSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def on_terminal(
+    args: list[str], *, columns: int = 100, rows: int = 40, env: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Run ``args`` with stdout and stderr on a pseudo-terminal of the given size.
+
+    Returns the exit code and every byte the program wrote to the terminal.
+    """
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    full = dict(os.environ if env is None else env, TERM="xterm-256color")
+    full.pop("COLUMNS", None)
+    full.pop("LINES", None)
+    process = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=full)
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1.0)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal closed, the program is done
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = process.wait(timeout=60)
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+    return code, output
+
+
+def visible_lines(output: bytes) -> list[str]:
+    """What a person reads: styles removed, line endings normalised."""
+    text = _CSI.sub(b"", output).decode("utf-8", "replace")
+    return [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+
+
+# -- help, version, usage errors --------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "command", ["", "inspect", "upload", "status", "purge", "enable", "disable", "export"]
+    "command",
+    ["", "inspect", "upload", "status", "purge", "enable", "local", "disable", "export"],
 )
 def test_every_command_has_help(command: str) -> None:
     result = cli(*([command] if command else []), "--help")
@@ -58,50 +182,69 @@ def test_version() -> None:
     assert cli("--version").stdout.strip() == f"luxonis-telemetry {__version__}"
 
 
-def test_status_on_a_fresh_machine_creates_nothing(home: Path) -> None:
-    result = cli("status")
-    assert result.exit_code == 0
-    assert "enabled (default)" in result.stdout
-    assert "pending:          0 events" in result.stdout
-    assert list(home.rglob("*")) == []
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bogus"],
+        ["status", "--foo"],
+        ["inspect", "--limit", "abc"],
+        ["inspect", "--limit", "-3"],
+        ["inspect", "--since", "last tuesday"],
+        ["inspect", "--since", "1e308d"],
+        ["inspect", "--since", "2026-99-01"],
+        ["inspect", "--since", "99999-01-01"],
+        ["upload", "--timeout", "1e400"],
+        ["upload", "--timeout", "nan"],
+        ["upload", "--timeout", "0"],
+        ["upload", "--dry-run", "--from", "bundle.gz"],
+        ["export"],
+        ["purge"],  # no terminal to ask on, and no --yes
+    ],
+)
+def test_every_bad_input_is_one_line_and_exit_code_2(args: list[str]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    one_error_line(result.stderr, result.stdout)
 
 
-def test_status_json_reports_everything_with_the_key_masked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    Telemetry("a", config=TelemetryConfig(api_key=KEY, endpoint="http://127.0.0.1:9")).capture("e")
-    result = cli("status", "--json")
-    assert result.exit_code == 0
-    info = json.loads(result.stdout)
-    assert info["enabled"] is True
-    assert info["pending_events"] == 1
-    assert info["pending_bytes"] > 0
-    assert info["oldest_pending"]
-    assert info["destinations"]["a"] == {
-        "backend": "posthog",
-        "endpoint": "http://127.0.0.1:9",
-        "api_key": mask(KEY),
-    }
-    assert KEY not in result.stdout
-    human = cli("status")
-    assert KEY not in human.stdout
-    assert "phc_…23" in human.stdout
+def test_usage_errors_of_a_real_process_are_one_line(tmp_path: Path) -> None:
+    for args in (["bogus"], ["inspect", "--limit", "-3"], ["upload", "--timeout", "nan"]):
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        line = one_error_line(result.stderr, result.stdout)
+        assert "--help" in line  # says where to read more
+    missing = run_cli("upload", "--from", str(tmp_path / "nope.gz"))
+    assert missing.returncode == 1
+    assert "no such bundle" in one_error_line(missing.stderr, missing.stdout)
 
 
 @pytest.mark.parametrize(
-    ("env", "reason"),
-    [
-        ({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK is set"),
-        ({"LUXONIS_TELEMETRY_ENABLED": "off"}, "LUXONIS_TELEMETRY_ENABLED='off'"),
-    ],
+    "since", ["99999999999d", "99999999999999999999999999999999999999w", "1" * 5000 + "s"]
 )
-def test_status_says_why_it_is_off(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], reason: str
-) -> None:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    result = cli("status")
-    assert f"DISABLED ({reason})" in result.stdout
+def test_huge_since_gives_a_sane_answer(since: str) -> None:
+    stored = capture_some()
+    result = cli("inspect", "--json", "--since", since)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.stdout.splitlines()] == stored  # all of them
+
+
+def test_huge_limit_is_fine() -> None:
+    stored = capture_some()
+    result = cli("inspect", "--json", "--limit", str(10**40))
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == len(stored)
+
+
+def test_parse_since() -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+    assert parse_since("2h", now) == now - timedelta(hours=2)
+    assert parse_since("3d", now) == now - timedelta(days=3)
+    assert parse_since("1.5w", now) == now - timedelta(weeks=1.5)
+    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parse_since("99999999999d", now) == datetime.min.replace(tzinfo=timezone.utc)
+
+
+# -- inspect --------------------------------------------------------------------------------
 
 
 def test_inspect_table_and_totals() -> None:
@@ -111,6 +254,13 @@ def test_inspect_table_and_totals() -> None:
     assert "train.start" in result.stdout and "convert" in result.stdout
     assert "4 pending events" in result.stdout
     assert '"epochs"=2' in result.stdout
+
+
+def test_inspect_with_nothing_recorded_creates_nothing(home: Path) -> None:
+    result = cli("inspect")
+    assert result.exit_code == 0
+    assert "No pending events." in result.stdout
+    assert [p for p in home.rglob("*") if p.is_file()] == []
 
 
 def test_inspect_json_prints_exactly_the_stored_records() -> None:
@@ -133,19 +283,89 @@ def test_inspect_filters() -> None:
     assert cli("inspect", "--json", "--since", "2999-01-01").stdout == ""
 
 
-def test_inspect_bad_since_is_a_usage_error() -> None:
-    result = cli("inspect", "--since", "last tuesday")
-    assert result.exit_code == 2
-    assert "--since" in one_error_line(result)
+def test_full_and_json_views_never_cut_and_show_the_context() -> None:
+    long_value = "".join(chr(ord("a") + n % 26) for n in range(4000))
+    record = store(
+        properties={"long": long_value, "nested": {"k": [1, 2, 3]}},
+        context={"os": "Linux", "session_id": "s-1", "custom_context_key": "ctx-value"},
+    )
+    full = cli("inspect", "--full")
+    assert full.exit_code == 0
+    assert f"long: {long_value}\n" in full.stdout
+    assert "custom_context_key: ctx-value" in full.stdout
+    assert "session_id: s-1" in full.stdout
+    assert f"uuid {record['uuid']}" in full.stdout
+    as_json = cli("inspect", "--json")
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [record]
+    table = cli("inspect")  # the table cuts, and says how to see everything
+    assert long_value not in table.stdout
+    assert "inspect --full" in table.stdout
 
 
-def test_parse_since() -> None:
-    from datetime import datetime, timedelta, timezone
+HOSTILE = {
+    "markup_close": "[/]",
+    "markup_bold": "[bold]x[/bold]",
+    "ansi": "\x1b[31mred\x1b[0m",
+    "title": "\x1b]0;pwned\x07",
+    "controls": "nul\x00 c1\x9b bidi\u202e end",
+    "key\x1b[2J": "a key with an escape",
+}
+RAW = ["\x1b[31m", "\x1b]0;", "\x1b[2J", "\x00", "\x9b", "\u202e", "\x07"]
 
-    now = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
-    assert parse_since("2h", now) == now - timedelta(hours=2)
-    assert parse_since("3d", now) == now - timedelta(days=3)
-    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+def test_inspect_shows_recorded_text_literally() -> None:
+    store(event="[red]evt[/red]\x1b[5m", library="lib[/]", properties=HOSTILE)
+    for view in ([], ["--full"], ["--json"], ["--limit", "0"]):
+        result = cli("inspect", *view)
+        assert result.exit_code == 0, (view, result.output)
+        for raw in RAW:
+            assert raw not in result.output, (view, raw)
+    full = cli("inspect", "--full").stdout
+    assert "markup_close: [/]" in full
+    assert "markup_bold: [bold]x[/bold]" in full
+    assert "ansi: \\x1b[31mred\\x1b[0m" in full
+    assert "controls: nul\\x00 c1\\x9b bidi\\u202e end" in full
+    assert "key\\x1b[2J: a key with an escape" in full
+    assert "[red]evt[/red]\\x1b[5m" in full
+    table = cli("inspect").stdout
+    assert "[red]evt[/red]" in table and "lib[/]" in table
+
+
+def test_escapes_never_reach_a_real_terminal() -> None:
+    store(event="[red]evt[/red]\x1b[5m", library="lib[/]", properties=HOSTILE)
+    for view in ([], ["--full"], ["--json"]):
+        code, output = on_terminal([console_script(), "inspect", *view], columns=400)
+        assert code == 0, output
+        for raw in RAW:
+            assert raw.encode() not in output, (view, raw)
+        assert b"[/]" in output
+
+
+def test_the_table_uses_the_terminal_width() -> None:
+    store(properties={"long": "x" * 1000})
+    widths = {}
+    for columns in (60, 100, 200):
+        code, output = on_terminal([console_script(), "inspect"], columns=columns)
+        assert code == 0
+        lines = visible_lines(output)
+        assert max(len(line) for line in lines) <= columns, lines
+        row = next(line for line in lines if "stored" in line and "x" in line)
+        widths[columns] = row.count("x")
+    assert widths[60] < widths[100] < widths[200]
+
+
+def test_inspect_quarantined_is_literal(spool_path: Path) -> None:
+    store()
+    spool = Spool(str(spool_path))
+    spool.quarantine([{"reason": "refused \x1b[31m[/]", "line": "bad\x00line"}])
+    result = cli("inspect", "--quarantined")
+    assert result.exit_code == 0
+    for raw in ("\x1b[31m", "\x00"):
+        assert raw not in result.stdout
+    assert "[/]" in result.stdout
+
+
+# -- upload ---------------------------------------------------------------------------------
 
 
 def test_upload_success_and_summary(posthog_env: FakePostHog) -> None:
@@ -179,11 +399,131 @@ def test_upload_dry_run_sends_nothing(posthog_env: FakePostHog) -> None:
     assert KEY not in result.output
 
 
+def test_dry_run_json_is_exactly_what_the_server_then_receives(
+    posthog_env: FakePostHog, spool_path: Path
+) -> None:
+    capture_some()
+    Telemetry("modelconverter").identify("user-42", {"plan": "pro"})
+    before = spool_records(spool_path)
+    dry = run_cli("upload", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert KEY not in dry.stdout + dry.stderr
+    requests = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert posthog_env.requests == 0
+    assert spool_records(spool_path) == before  # a dry run changes nothing
+    planned: dict[str, tuple[bool, dict[str, Any]]] = {}
+    for request in requests:
+        assert request["url"] == f"{posthog_env.url}/batch/"
+        assert request["body"]["api_key"] == mask_key(KEY)
+        for message in request["body"]["batch"]:
+            planned[message["uuid"]] = (request["body"]["historical_migration"], message)
+    assert len(planned) == 5
+    sent = run_cli("upload")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    received: dict[str, tuple[bool, dict[str, Any]]] = {}
+    for batch in posthog_env.batches:
+        assert batch.api_key == KEY
+        for message in batch.events:
+            received[message["uuid"]] = (batch.historical, message)
+    assert received == planned
+
+
+def test_a_refused_key_keeps_events_pending_until_it_is_fixed(spool_path: Path) -> None:
+    with FakePostHog(api_keys={"phc_good"}) as server:
+        env = dict(
+            os.environ,
+            LUXONIS_TELEMETRY_ENDPOINT=server.url,
+            LUXONIS_TELEMETRY_API_KEY="phc_wrong_key",
+        )
+        capture_some()
+        refused = run_cli("upload", env=env)
+        assert refused.returncode == 1
+        said = [
+            line
+            for line in (refused.stdout + refused.stderr).splitlines()
+            if "refused" in line and "key" in line
+        ]
+        assert len(said) == 1, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert "phc_wrong_key" not in refused.stdout + refused.stderr
+        assert len(spool_records(spool_path)) == 4
+        assert server.events == []
+        status = json.loads(run_cli("status", "--json", env=env).stdout)
+        assert status["rejected_key"] is not None
+        assert status["pending_events"] == 4
+        assert "rejected key:" in run_cli("status", env=env).stdout
+        env["LUXONIS_TELEMETRY_API_KEY"] = "phc_good"
+        fixed = run_cli("upload", env=env)
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert len(server.events) == 4
+        assert spool_records(spool_path) == []
+        assert json.loads(run_cli("status", "--json", env=env).stdout)["rejected_key"] is None
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"DO_NOT_TRACK": "1"},
+        {"LUXONIS_TELEMETRY_ENABLED": "0"},
+        {"LUXONIS_TELEMETRY_ENABLED": "local"},
+        "local command",
+        "dotenv",
+    ],
+)
+def test_upload_under_an_opt_out_or_local_mode_sends_nothing(
+    posthog_env: FakePostHog,
+    spool_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    switch: Any,
+) -> None:
+    capture_some()
+    bundle = tmp_path / "week.ltb.gz"
+    assert cli("export", str(bundle)).exit_code == 0
+    if switch == "local command":
+        assert cli("local").exit_code == 0
+    elif switch == "dotenv":
+        (tmp_path / ".env").write_text("DO_NOT_TRACK=1\n")
+    else:
+        for name, value in switch.items():
+            monkeypatch.setenv(name, value)
+    for args in (["upload"], ["upload", "--from", str(bundle)]):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nothing sent: "), result.stdout
+        assert result.stderr == ""
+    as_json = json.loads(run_cli("upload", "--json").stdout)
+    assert as_json["blocked"] and as_json["sent"] == 0
+    dry = run_cli("upload", "--dry-run")
+    assert "nothing would be sent" in dry.stdout
+    assert posthog_env.requests == 0
+    assert len(spool_records(spool_path)) == 4  # pending until purged
+    assert run_cli("purge", "--yes").returncode == 0
+    assert spool_records(spool_path) == []
+
+
+def test_progress_bar_on_a_terminal_only(posthog_env: FakePostHog) -> None:
+    telemetry = Telemetry("bulk")
+    for n in range(2500):
+        telemetry.capture("e", {"n": n})
+    code, output = on_terminal([console_script(), "upload"])
+    assert code == 0
+    text = output.decode(errors="replace")
+    assert "uploading" in text  # rich drew its bar on the terminal
+    assert "sent 2500, pending 0" in text
+    piped = cli("upload")  # not a terminal: summary only
+    assert "uploading" not in piped.stdout
+
+
+# -- purge ----------------------------------------------------------------------------------
+
+
 def test_purge(spool_path: Path) -> None:
     capture_some()
     refused = cli("purge")
     assert refused.exit_code == 2
-    assert "--yes" in one_error_line(refused)
+    assert "--yes" in one_error_line(refused.stderr)
     assert len(spool_records(spool_path)) == 4
     result = cli("purge", "--yes")
     assert result.exit_code == 0
@@ -191,31 +531,29 @@ def test_purge(spool_path: Path) -> None:
     assert spool_records(spool_path) == []
 
 
-def test_disable_and_enable_are_persisted_and_idempotent(home: Path, spool_path: Path) -> None:
+def test_purge_asks_on_a_terminal(spool_path: Path) -> None:
     capture_some()
-    install_id = home / ".config" / "luxonis-telemetry" / "install_id"
-    assert install_id.exists()
-    for _ in range(2):
-        result = cli("disable")
-        assert result.exit_code == 0
-        assert "settings.json" in result.stdout
-    assert spool_records(spool_path) == []
-    assert not install_id.exists()
-    settings = home / ".config" / "luxonis-telemetry" / "settings.json"
-    assert json.loads(settings.read_text())["enabled"] is False
-    assert stat.S_IMODE(settings.stat().st_mode) == 0o600
-    before = sorted(p for p in home.rglob("*"))
-    Telemetry("x", config=TelemetryConfig(enabled=True)).capture("ignored")
-    assert sorted(p for p in home.rglob("*")) == before
-    assert "DISABLED" in cli("status").stdout
-    for _ in range(2):
-        assert cli("enable").exit_code == 0
-    Telemetry("x").capture("counted")
-    assert [r["event"] for r in spool_records(spool_path)] == ["counted"]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [console_script(), "purge"], stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    while b"[y/N]" not in output:
+        ready, _, _ = select.select([leader], [], [], 30)
+        assert ready, output
+        output += os.read(leader, 4096)
+    os.write(leader, b"n\n")
+    assert process.wait(timeout=60) == 1
+    os.close(leader)
+    assert len(spool_records(spool_path)) == 4
+
+
+# -- export ---------------------------------------------------------------------------------
 
 
 def test_export_then_upload_twice_sends_each_event_once(
-    posthog_env: FakePostHog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    posthog_env: FakePostHog, tmp_path: Path
 ) -> None:
     stored = capture_some()
     bundle = tmp_path / "events.ltb.gz"
@@ -228,7 +566,6 @@ def test_export_then_upload_twice_sends_each_event_once(
         header = json.loads(handle.readline())
     assert header["count"] == 4
     assert header["libraries"] == {"luxonis_ml": 3, "modelconverter": 1}
-    assert KEY not in bundle.read_bytes().decode("latin-1")
     assert KEY not in gzip.decompress(bundle.read_bytes()).decode()
     first = cli("upload", "--from", str(bundle))
     assert first.exit_code == 0, first.output
@@ -244,6 +581,75 @@ def test_export_keeps_events_without_move(tmp_path: Path) -> None:
     capture_some()
     assert cli("export", str(tmp_path / "b.gz")).exit_code == 0
     assert len(cli("inspect", "--json").stdout.splitlines()) == 4
+
+
+def test_export_refuses_an_existing_file_unless_forced(tmp_path: Path) -> None:
+    capture_some()
+    target = tmp_path / "keep.txt"
+    target.write_text("precious")
+    refused = cli("export", str(target))
+    assert refused.exit_code in (1, 2)
+    assert "--force" in one_error_line(refused.stderr)
+    assert target.read_text() == "precious"
+    forced = cli("export", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert read_bundle(str(target)).count == 4
+
+
+def _device(path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_export_never_replaces_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    capture_some()
+    target = tmp_path / "out.ltb.gz"
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("untouched")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        target.symlink_to(elsewhere)
+    else:
+        _device(target)
+    before = os.lstat(target)
+    for extra in ([], ["--force"]):
+        result = run_cli("export", str(target), *extra)
+        assert result.returncode in (1, 2), result.stdout
+        one_error_line(result.stderr, result.stdout)
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (
+        before.st_mode,
+        before.st_ino,
+        before.st_rdev,
+    )
+    assert elsewhere.read_text() == "untouched"
+    assert len(spool_records(default_spool())) == 4
+
+
+def test_export_move_twice_to_one_name_never_destroys_the_first_bundle(tmp_path: Path) -> None:
+    first = capture_some()
+    bundle = tmp_path / "week.ltb.gz"
+    assert cli("export", str(bundle), "--move").exit_code == 0
+    Telemetry("luxonis_ml").capture("later")
+    later = spool_records(default_spool())
+    again = cli("export", str(bundle), "--move")
+    assert again.exit_code in (1, 2)
+    one_error_line(again.stderr)
+    with gzip.open(bundle, "rt") as handle:
+        kept = [json.loads(line) for line in handle.read().splitlines()[1:]]
+    assert [r["uuid"] for r in kept] == [r["uuid"] for r in first]
+    assert spool_records(default_spool()) == later  # the second move removed nothing
+
+
+def test_export_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    capture_some()
+    result = cli("export", str(tmp_path / "no" / "such" / "folder" / "b.gz"))
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
+    assert "does not exist" in line and ".tmp" not in line
 
 
 @pytest.mark.parametrize("damage", ["truncate", "tamper", "garbage", "missing"])
@@ -266,98 +672,108 @@ def test_damaged_bundles_are_refused_and_nothing_is_sent(
         bundle.unlink()
     result = cli("upload", "--from", str(bundle))
     assert result.exit_code == 1
-    one_error_line(result)
+    one_error_line(result.stderr)
     assert posthog_env.requests == 0
 
 
-def console_script() -> str:
-    script = Path(sys.executable).parent / "luxonis-telemetry"
-    found = str(script) if script.exists() else shutil.which("luxonis-telemetry")
-    assert found, "the console script is installed by `pip install -e .`"
-    return found
+# -- files that are not what they should be (8.3) -------------------------------------------
 
 
-def test_console_script_as_a_real_process(posthog_env: FakePostHog) -> None:
+SPOOL_FILES = [
+    "state.json",
+    "destinations.json",
+    "quarantine.jsonl",
+    "active.lib.jsonl",
+    "seg.00000000000000000001.lib.jsonl",
+    "seg.00000000000000000001.lib.jsonl.pos",
+    "lock",
+    "upload.lock",
+]
+CONFIG_FILES = ["settings.json", "install_id", "notice_shown"]
+
+
+@pytest.mark.parametrize("name", SPOOL_FILES + CONFIG_FILES)
+def test_a_fifo_never_hangs_a_command_and_is_reported(
+    posthog_env: FakePostHog, home: Path, spool_path: Path, tmp_path: Path, name: str
+) -> None:
+    Telemetry("lib").capture("e")
+    folder = spool_path if name in SPOOL_FILES else home / ".config" / "luxonis-telemetry"
+    fifo = folder / name
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    for args in (
+        ["status"],
+        ["status", "--json"],
+        ["inspect"],
+        ["inspect", "--json"],
+        ["upload", "--dry-run", "--json"],
+        ["upload", "--timeout", "5"],
+        ["export", str(tmp_path / "out.gz")],
+        ["purge", "--yes"],
+    ):
+        result = run_cli(*args)  # bounded by run_cli's timeout: a hang fails the test
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode in (0, 1), (args, result.stderr)
+        said = result.stdout + result.stderr
+        if args[0] in ("status", "inspect") or result.returncode:
+            assert str(fifo) in said and "regular file" in said, (args, said)
+
+
+# -- the console script and `python -m` ---------------------------------------------------
+
+
+def test_console_script_and_module_as_real_processes(posthog_env: FakePostHog) -> None:
     stored = capture_some()
-    env = dict(os.environ)
-    inspected = subprocess.run(
-        [console_script(), "inspect", "--json"], env=env, capture_output=True, text=True, timeout=60
-    )
+    inspected = run_cli("inspect", "--json")
     assert inspected.returncode == 0
     assert [json.loads(x) for x in inspected.stdout.splitlines()] == stored
-    uploaded = subprocess.run(
-        [console_script(), "upload"], env=env, capture_output=True, text=True, timeout=60
-    )
+    uploaded = run_cli("upload")
     assert uploaded.returncode == 0, uploaded.stderr
     assert len(posthog_env.events) == 4
     module = subprocess.run(
         [sys.executable, "-m", "luxonis_telemetry", "status", "--json"],
-        env=env,
+        env=dict(os.environ),
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
+        check=False,
     )
+    assert module.returncode == 0, module.stderr
     assert json.loads(module.stdout)["pending_events"] == 0
-
-
-def test_errors_in_a_real_process_are_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [console_script(), "upload", "--from", str(tmp_path / "nope.gz")],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0
-    assert "no such bundle" in result.stderr
     usage = subprocess.run(
-        [console_script(), "inspect", "--limit", "-3"],
+        [sys.executable, "-m", "luxonis_telemetry", "bogus"],
         env=dict(os.environ),
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert usage.returncode == 2
-    assert "Traceback" not in usage.stderr
+    one_error_line(usage.stderr, usage.stdout)
 
 
-def test_progress_bar_on_a_terminal_only(posthog_env: FakePostHog) -> None:
-    import pty
-
-    telemetry = Telemetry("bulk")
-    for n in range(2500):
-        telemetry.capture("e", {"n": n})
-    leader, follower = pty.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
-    process = subprocess.Popen(
-        [console_script(), "upload"], stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # the terminal closed: the command is done
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert process.wait(timeout=60) == 0
-    os.close(leader)
-    text = output.decode(errors="replace")
-    assert "uploading" in text  # rich drew its bar on the terminal
-    assert "sent 2500, pending 0" in text
-    piped = cli("upload")  # not a terminal: summary only
-    assert "uploading" not in piped.stdout
+def test_commands_record_nothing_themselves(posthog_env: FakePostHog, spool_path: Path) -> None:
+    for args in (["status"], ["inspect"], ["upload", "--dry-run"], ["upload"]):
+        assert cli(*args).exit_code == 0
+    assert not spool_path.exists()
+    Telemetry("lib", config=TelemetryConfig(api_key=KEY)).capture("mine")
+    for args in (["status"], ["inspect"], ["upload"]):
+        cli(*args)
+    assert posthog_env.event_count == 1
 
 
-def test_status_of_a_custom_backend_names_no_posthog_endpoint() -> None:
-    from luxonis_telemetry.backends import MemoryBackend
-
-    Telemetry.register_backend("mine", lambda _cfg: MemoryBackend())
-    Telemetry("a", config=TelemetryConfig(backend="mine")).capture("e")
-    info = json.loads(cli("status", "--json").stdout)
-    assert info["destinations"]["a"] == {"backend": "mine", "endpoint": None, "api_key": None}
-    assert "  a: mine\n" in cli("status").stdout
+def test_credentials_in_the_endpoint_never_reach_the_output(
+    server: FakePostHog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = server.url.replace("http://", "http://someone:hunter2@")
+    monkeypatch.setenv("LUXONIS_TELEMETRY_API_KEY", KEY)
+    monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", host)
+    capture_some()
+    for args in (["upload", "--dry-run"], ["upload", "--dry-run", "--json"], ["status"]):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert "hunter2" not in result.output and "someone" not in result.output
+        assert KEY not in result.output
+    dry = [json.loads(line) for line in cli("upload", "--dry-run", "--json").stdout.splitlines()]
+    assert dry[0]["url"] == server.url.replace("http://", "http://***@") + "/batch/"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +15,8 @@ import pytest
 
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
-from tests.conftest import free_port, helpers_of, run_python, spool_records, wait_until
+from tests.conftest import REPO, free_port, helpers_of, run_python, spool_records, wait_until
+from tests.test_cli import on_terminal
 
 PROGRAM = """
 import logging, sys
@@ -73,7 +79,7 @@ def test_unreachable_endpoint_neither_delays_exit_nor_leaves_processes(
     # the helper gives up within its budget (3 s here) plus the grace period
     assert wait_until(lambda: not helpers_of(spool_path), 30)
     assert len(spool_records(spool_path)) == 10
-    assert wait_until(lambda: "exit_backoff" in Spool(str(spool_path)).read_state(), 10)
+    assert wait_until(lambda: Spool(str(spool_path)).read_state().next_attempt_at > 0, 10)
     # the next exit backs off: no helper, no network
     _elapsed, stderr, _code = run_program()
     assert "backing off" in stderr
@@ -85,8 +91,14 @@ def test_no_helper_under_ci_unless_forced(exit_env: FakePostHog, spool_path: Pat
         PROGRAM, env=dict(os.environ, CI="true", LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="")
     )
     assert result.returncode == 0
-    assert "no helper under CI" in result.stderr
+    assert "running under CI" in result.stderr
+    assert "started" not in result.stderr
     assert len(spool_records(spool_path)) == 10
+    forced = run_python(
+        PROGRAM, env=dict(os.environ, CI="true", LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1")
+    )
+    assert "started" in forced.stderr
+    assert exit_env.wait_for(20, timeout=30)
 
 
 def test_no_helper_without_a_key(
@@ -145,3 +157,232 @@ def test_a_hanging_in_process_backend_cannot_hold_the_exit(spool_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 10  # 2 s budget + 1 s grace, generously bounded
     assert len(spool_records(spool_path)) == 1  # not confirmed, so still pending
+
+
+# -- no Python interpreter to run a helper with (8.5) -------------------------------------
+
+NO_INTERPRETER = """
+import logging, subprocess, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
+launches, kind, fake_binary = sys.argv[1:4]
+real_init = subprocess.Popen.__init__
+
+def spy(self, args, *more, **options):
+    with open(launches, "a") as handle:
+        handle.write(repr(args) + "\\n")
+    real_init(self, args, *more, **options)
+
+subprocess.Popen.__init__ = spy
+if kind == "frozen":  # PyInstaller and the like: sys.executable is the application
+    sys.frozen = True
+sys.executable = fake_binary  # frozen, or a program embedding Python (uWSGI, a plug-in host)
+from luxonis_telemetry import Telemetry
+telemetry = Telemetry("app")
+for n in range(10):
+    telemetry.capture("work", {"n": n})
+"""
+
+
+def _no_interpreter_run(tmp_path: Path, kind: str) -> tuple[float, str, Path, Path]:
+    launches = tmp_path / "launches.txt"
+    relaunched = tmp_path / "relaunched.txt"
+    fake_binary = tmp_path / ("MyApp" if kind == "frozen" else "uwsgi")
+    fake_binary.write_text(f"#!/bin/sh\necho relaunched >> {relaunched}\n")
+    fake_binary.chmod(0o755)
+    script = tmp_path / "app.py"
+    script.write_text(NO_INTERPRETER)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script), str(launches), kind, str(fake_binary)],
+        env=dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    return elapsed, result.stderr, launches, relaunched
+
+
+@pytest.mark.parametrize("kind", ["frozen", "embedded"])
+def test_without_an_interpreter_events_go_in_process_and_nothing_is_relaunched(
+    exit_env: FakePostHog, spool_path: Path, tmp_path: Path, kind: str
+) -> None:
+    _elapsed, stderr, launches, relaunched = _no_interpreter_run(tmp_path, kind)
+    assert not launches.exists(), launches.read_text()  # no process started at all
+    assert not relaunched.exists()
+    assert "helper" not in stderr or "started" not in stderr
+    assert helpers_of(spool_path) == []
+    # delivered by the exiting process itself, within its budget
+    assert exit_env.event_count == 10, stderr
+    assert spool_records(spool_path) == []
+
+
+@pytest.mark.parametrize("kind", ["frozen", "embedded"])
+def test_without_an_interpreter_a_hanging_endpoint_leaves_events_pending(
+    exit_env: FakePostHog, spool_path: Path, tmp_path: Path, kind: str
+) -> None:
+    exit_env.set_default(Action("hang"))
+    elapsed, _stderr, launches, relaunched = _no_interpreter_run(tmp_path, kind)
+    assert elapsed < 15, elapsed  # the 2 s in-process budget, generously bounded
+    assert not launches.exists()
+    assert not relaunched.exists()
+    assert len(spool_records(spool_path)) == 10
+
+
+# -- the helper imports nothing planted around it (8.12) ------------------------------------
+
+
+def test_the_helper_runs_from_the_root_folder_with_an_isolated_path(
+    exit_env: FakePostHog, spool_path: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "planted-module-ran.txt"
+    planted = f"open({str(marker)!r}, 'a').write(__file__ + '\\n')\n"
+    spool_path.mkdir(parents=True, mode=0o700)
+    workdir = tmp_path / "workdir"
+    program_dir = tmp_path / "program"
+    workdir.mkdir()
+    program_dir.mkdir()
+    for folder in (spool_path, workdir):
+        for name in ("json.py", "requests.py", "posthog.py", "luxonis_telemetry.py"):
+            (folder / name).write_text(planted)
+    program = program_dir / "program.py"
+    program.write_text(PROGRAM)
+    exit_env.delay = 2.0  # keeps the helper alive long enough to look at it
+    result = subprocess.run(
+        [sys.executable, str(program)],
+        env=dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stderr
+    assert wait_until(lambda: helpers_of(spool_path), 10)
+    pid = helpers_of(spool_path)[0]
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        pytest.fail("the helper finished before it could be looked at")
+    assert cwd == "/"
+    assert argv[1] == b"-I"
+    assert exit_env.wait_for(10, timeout=30)
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+    assert not marker.exists(), marker.read_text()
+
+
+# -- the run that showed the first-run notice uploads nothing (10.1) -----------------------
+
+
+def test_the_run_that_shows_the_notice_uploads_nothing_at_exit(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
+    env = dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1")
+    code, output = on_terminal([sys.executable, "-c", PROGRAM], env=env)
+    assert code == 0
+    text = output.decode(errors="replace")
+    assert "luxonis-telemetry disable" in text  # the notice, on the terminal
+    assert "first-run notice was shown" in text
+    assert "started" not in text
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+    assert exit_env.requests == 0
+    assert len(spool_records(spool_path)) == 10
+    code, output = on_terminal([sys.executable, "-c", PROGRAM], env=env)
+    text = output.decode(errors="replace")
+    assert code == 0
+    assert "luxonis-telemetry disable" not in text  # shown once per user
+    assert "started" in text
+    assert exit_env.wait_for(20, timeout=30)
+
+
+# -- in-process delivery at exit on every CPython here (10.9) -------------------------------
+
+
+def _interpreters() -> list[tuple[str, str]]:
+    """(version, path) of every CPython >= 3.10 found: this one, pyenv's, and PATH's."""
+    home = pwd.getpwuid(os.getuid()).pw_dir  # the real home: tests isolate HOME
+    root = os.environ.get("PYENV_ROOT") or os.path.join(home, ".pyenv")
+    candidates = [
+        sys.executable,
+        *sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python"))),
+    ]
+    candidates += [found for minor in range(10, 20) if (found := shutil.which(f"python3.{minor}"))]
+    versions: dict[str, str] = {}
+    probe = "import sys, platform; print(platform.python_implementation(), *sys.version_info[:3])"
+    for candidate in candidates:
+        try:
+            answer = subprocess.run(
+                [candidate, "-I", "-c", probe], capture_output=True, text=True, timeout=30
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if (
+            len(answer) == 4
+            and answer[0] == "CPython"
+            and (int(answer[1]), int(answer[2])) >= (3, 10)
+        ):
+            versions.setdefault(".".join(answer[1:]), candidate)
+    return sorted(versions.items())
+
+
+IN_PROCESS = """
+from luxonis_telemetry import Telemetry, TelemetryConfig
+
+class Printer:
+    def __init__(self, config):
+        pass
+    def capture(self, event):
+        print("delivered", event.name, event.properties["n"], flush=True)
+    def identify(self, user_id, traits):
+        pass
+    def flush(self):
+        pass
+    def shutdown(self):
+        pass
+
+Telemetry.register_backend("printer", Printer)
+telemetry = Telemetry("inproc", config=TelemetryConfig(backend="printer"))
+for n in range(3):
+    telemetry.capture("work", {"n": n})
+"""
+
+
+@pytest.mark.parametrize(("version", "python"), _interpreters(), ids=lambda value: value)
+def test_in_process_delivery_at_exit_on_every_python(
+    version: str, python: str, spool_path: Path
+) -> None:
+    """A registered backend needs no posthog: the library alone, on each interpreter."""
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="1", PYTHONPATH=os.pathsep.join(paths))
+    result = subprocess.run(
+        [python, "-c", IN_PROCESS], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines() == [f"delivered work {n}" for n in range(3)], result.stderr
+    assert spool_records(spool_path) == []
+
+
+def test_registered_backends_get_their_events_under_ci_but_nothing_goes_to_the_network(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
+    program = (
+        IN_PROCESS
+        + "Telemetry('networked').capture('work', {'n': 9})\n"
+        + "import logging, sys\n"
+        + "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format='%(message)s')\n"
+    )
+    env = dict(os.environ, CI="true")
+    env.pop("LUXONIS_TELEMETRY_UPLOAD_ON_EXIT")
+    result = run_python(program, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"delivered work {n}" for n in range(3)]
+    assert "running under CI" in result.stderr
+    assert "started" not in result.stderr
+    assert [r["library"] for r in spool_records(spool_path)] == ["networked"]
+    assert exit_env.requests == 0

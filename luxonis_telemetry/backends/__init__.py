@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ._base import BackendUnavailable, BatchBackend, DeliveryError, TelemetryBackend
     from ._posthog import PostHogBackend, to_posthog_message
-    from ._registry import build_backend, register_backend
+    from ._registry import build_backend, is_registered, register_backend
     from ._simple import NoopBackend, StdoutBackend
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "StdoutBackend",
     "TelemetryBackend",
     "build_backend",
+    "is_registered",
     "register_backend",
     "to_posthog_message",
 ]
@@ -39,6 +40,7 @@ _HOMES = {
     "PostHogBackend": "._posthog",
     "to_posthog_message": "._posthog",
     "build_backend": "._registry",
+    "is_registered": "._registry",
     "register_backend": "._registry",
     "NoopBackend": "._simple",
     "StdoutBackend": "._simple",

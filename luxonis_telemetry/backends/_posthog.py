@@ -11,14 +11,38 @@ page, an empty body or a redirect keep the events pending.
 The message keeps the spooled record's uuid and capture time, and carries
 luxonis-ml's property keys (``$process_person_profile``, ``$session_id``,
 ``source_product``, ``source_component``, ``sdk_version``,
-``schema_version``) next to ours, so existing dashboards keep working.
-Properties never replace context, and never set PostHog's ``$`` keys (the
-sanitizer dropped those at capture).
+``schema_version``) next to ours, plus the keys the official client adds
+(``$lib``, ``$lib_version``, ``$is_server``, ``$os``, ``$os_version``,
+``$python_version``, ``$python_runtime`` when recorded), taken from the
+capture-time context rather than from the uploading machine, so existing
+dashboards keep working. Properties never replace context, and never set
+PostHog's ``$`` keys: the sanitizer drops those at capture, and they are
+dropped again here for records that did not pass through it (bundles of
+other versions, hand edits).
+
+Event time. PostHog shifts each event's ``timestamp`` by the sender's clock
+skew (``timestamp - (sent_at - now)``) unless the event carries
+``$ignore_sent_at: true``. That correction is right only when the clock that
+stamped the event is the one that stamps ``sent_at``, as it is now. So an
+event gets ``$ignore_sent_at``, and keeps the capturing machine's time as
+recorded, when
+
+* it is uploaded from a bundle (another machine's clock): the deliverer sets
+  ``trust_sent_at = False`` on the backend; or
+* it was captured more than :data:`SENT_AT_TRUST_SECONDS` (one hour) before
+  or after the upload: the clock may have been set since (NTP, a laptop
+  resumed, a container moved), so today's skew says nothing about then; or
+* its timestamp cannot be read (nothing to correct reliably).
+
+Fresh local events keep PostHog's correction: a machine whose clock is off
+right now still gets its events placed at the server's time.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._text import mask_url
@@ -33,17 +57,33 @@ if TYPE_CHECKING:
     from ..config import TelemetryConfig
     from ..record import Record
 
-__all__ = ["LIB_NAME", "NO_IP", "PostHogBackend", "to_posthog_message"]
+__all__ = [
+    "LIB_NAME",
+    "NO_IP",
+    "SENT_AT_TRUST_SECONDS",
+    "PostHogBackend",
+    "to_posthog_message",
+]
 
 LIB_NAME = "luxonis-telemetry"
 NO_IP = "0.0.0.0"  # noqa: S104 - a placeholder address, nothing listens on it
 MAX_REQUEST_SECONDS = 10.0
-_ALIASES = (("os", "$os"), ("os_version", "$os_version"), ("python_version", "$python_version"))
+SENT_AT_TRUST_SECONDS = 3600.0
+_ALIASES = (
+    ("os_distro", "$os_distro"),
+    ("python_version", "$python_version"),
+    ("python_implementation", "$python_runtime"),
+)
+_OS_NAMES = {"Darwin": "Mac OS X"}  # the names the posthog client reports
 _ACKS = (1, "ok")
 
 
 def to_posthog_message(
-    record: Record, *, disable_geoip: bool = True, trust_sent_at: bool = True
+    record: Record,
+    *,
+    disable_geoip: bool = True,
+    trust_sent_at: bool = True,
+    now: Optional[float] = None,
 ) -> dict[str, Any]:
     """The PostHog message for a spooled record: same uuid, time and capture-time context.
 
@@ -51,35 +91,38 @@ def to_posthog_message(
     address out of the event; a library that turns GeoIP on sends it, since
     the lookup needs it.
 
-    ``trust_sent_at=False`` adds ``$ignore_sent_at``: PostHog then keeps the
-    capture time as recorded instead of shifting it by the uploading
-    machine's clock skew, which is right only when the same clock captured
-    and uploads (see the uploader).
+    ``trust_sent_at=False`` (a bundle) adds ``$ignore_sent_at`` to every
+    event; otherwise only events captured more than an hour from ``now``
+    (seconds since the epoch; default: the current time) get it. See the
+    module doc for why.
     """
     context = wire_context(record)
     is_identify = record.get("type") == "identify"
-    properties: dict[str, Any] = {} if is_identify else dict(record["properties"])
+    properties: dict[str, Any] = {} if is_identify else _plain(record["properties"])
     properties.update(context)
     for ours, theirs in _ALIASES:
-        if ours in context:
+        if context.get(ours) is not None:
             properties[theirs] = context[ours]
-    implementation = context.get("python_implementation")
-    if implementation:
-        properties["$python_runtime"] = implementation
+    system = context.get("os")
+    if system is not None:
+        properties["$os"] = _OS_NAMES.get(system, system)
+        properties["$os_version"] = context.get("os_product_version") or context.get("os_version")
     properties["$lib"] = LIB_NAME
     properties["$lib_version"] = __version__
+    properties["$is_server"] = True
     properties["schema_version"] = 1
     if disable_geoip:
         # PostHog fills an empty `$ip` with the uploading machine's address and
         # keeps a non-empty one as sent: a placeholder keeps the real address out.
         properties["$geoip_disable"] = True
         properties["$ip"] = NO_IP
-    if not trust_sent_at:
+    if not trust_sent_at or not _same_clock(record["timestamp"], now):
         properties["$ignore_sent_at"] = True
     event = record["event"]
     if is_identify:
         event = "$identify"
-        properties["$set"] = dict(record["properties"])
+        properties.pop("$process_person_profile", None)  # it would stop the person merge
+        properties["$set"] = _plain(record["properties"])
         anonymous = context.get("anon_distinct_id")
         if anonymous and anonymous != record["distinct_id"]:
             properties["$anon_distinct_id"] = anonymous
@@ -91,6 +134,27 @@ def to_posthog_message(
         "timestamp": record["timestamp"],
         "uuid": record["uuid"],
     }
+
+
+def _plain(properties: dict[str, Any]) -> dict[str, Any]:
+    """The record's properties without PostHog's ``$`` instructions (``$set``, ``$ip``, ...)."""
+    return {
+        key: value
+        for key, value in properties.items()
+        if not (isinstance(key, str) and key.startswith("$"))
+    }
+
+
+def _same_clock(timestamp: str, now: Optional[float]) -> bool:
+    """Whether the clock that stamped ``timestamp`` can be taken as today's uploading clock."""
+    try:
+        stamp = datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)  # as the uploader reads it for its age
+    current = time.time() if now is None else now
+    return abs(current - stamp.timestamp()) <= SENT_AT_TRUST_SECONDS
 
 
 class PostHogBackend:
@@ -120,9 +184,13 @@ class PostHogBackend:
 
     def messages(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         """Exactly what ``send`` puts in the request's ``batch``."""
+        now = time.time()
         return [
             to_posthog_message(
-                record, disable_geoip=self.disable_geoip, trust_sent_at=self.trust_sent_at
+                record,
+                disable_geoip=self.disable_geoip,
+                trust_sent_at=self.trust_sent_at,
+                now=now,
             )
             for record in records
         ]

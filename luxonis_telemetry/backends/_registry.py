@@ -14,7 +14,8 @@ from ._base import BackendUnavailable
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from ..config import TelemetryConfig
 
@@ -84,7 +85,12 @@ def _builtin_factory(key: str) -> Any:
 def _entry_point_factory(key: str) -> Callable[[TelemetryConfig], Any]:
     from importlib.metadata import entry_points
 
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() == key]
+    try:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() == key]
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"backend {key!r} cannot be looked up: installed package metadata is broken ({exc})"
+        ) from exc
     if not found:
         raise BackendUnavailable(
             f"unknown backend {key!r}: register it with Telemetry.register_backend() "

@@ -102,7 +102,7 @@ class _Budget:
             return None
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("deadline exceeded")
+            raise TimeoutError("deadline exceeded")
         return left
 
     def arm(self, sock: socket.socket) -> None:
@@ -173,7 +173,7 @@ def _resolve(host: str, port: int, budget: _Budget) -> _AddrInfo:
 
     threading.Thread(target=lookup, name="luxonis-telemetry-resolve", daemon=True).start()
     if not done.wait(budget.left()):
-        raise socket.timeout(f"resolving {host!r} took too long")
+        raise TimeoutError(f"resolving {host!r} took too long")
     result = box[0]
     if isinstance(result, OSError):
         raise result
@@ -188,7 +188,7 @@ def _open_tcp(host: str, port: int, budget: _Budget) -> _TimedSocket:
         try:
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except socket.timeout:
+        except TimeoutError:
             sock.close()
             raise
         except OSError as exc:

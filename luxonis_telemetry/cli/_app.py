@@ -14,30 +14,90 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
+from .._text import literal
 from ..instrument import skip_telemetry
+from ..status import unsafe_files
 from ..suppression import suppress_telemetry
 from ..uploader import open_spool
 
 if TYPE_CHECKING:
     from ..spool import Spool
 
-__all__ = ["CliError", "app", "command", "parse_since", "print_json", "require_spool"]
+__all__ = [
+    "CliError",
+    "app",
+    "command",
+    "parse_since",
+    "print_json",
+    "require_spool",
+    "warn_unsafe_files",
+]
+
+PROG = "luxonis-telemetry"
+_MAX_WARNINGS = 5  # unsafe files named one by one; a hostile folder may hold thousands
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _OneLineErrors(TyperGroup):
+    """The top-level group: a usage error is one line on stderr and exit code 2.
+
+    Click prints usage, a hint and the error over several lines; a person
+    (or a script reading stderr) gets one line instead, as for every other
+    error of this command. ``no_args_is_help`` still shows the help.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Optional[Any] = None,
+        prog_name: Optional[str] = None,
+        complete_var: Optional[str] = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except typer.Abort:
+            _error_line("aborted")
+            sys.exit(1)
+        except Exception as exc:
+            exit_code = getattr(exc, "exit_code", None)
+            if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
+                raise  # not a click/Typer usage problem: `main()` reports it in one line
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                _error_line(exc.format_message() + _help_hint(exc, exit_code))
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _help_hint(exc: Exception, exit_code: int) -> str:
+    """Where to read about the command that was misused (usage errors only)."""
+    if exit_code != 2:
+        return ""
+    context = getattr(exc, "ctx", None)
+    path = getattr(context, "command_path", None) or PROG
+    return f" (see {path} --help)"
+
 
 app = typer.Typer(
-    name="luxonis-telemetry",
+    name=PROG,
+    cls=_OneLineErrors,
     help="Review, deliver, export or switch off the usage events Luxonis tools record.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(Exception):
@@ -48,9 +108,27 @@ class CliError(Exception):
         self.code = code
 
 
+def _error_line(message: str) -> None:
+    """One line on stderr; whatever a file name or a server put in it is shown literally."""
+    typer.echo(f"{PROG}: error: {literal(' '.join(message.split()))}", err=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"luxonis-telemetry: error: {message}", err=True)
+    _error_line(message)
     return typer.Exit(code)
+
+
+def warn_unsafe_files(spool: Spool) -> None:
+    """Tell the person which of our files were skipped as unsafe (one line each, on stderr)."""
+    found = sorted(unsafe_files(spool).items())
+    for path, why in found[:_MAX_WARNINGS]:
+        typer.echo(f"{PROG}: warning: skipped {literal(path)}: {why}", err=True)
+    if len(found) > _MAX_WARNINGS:
+        typer.echo(
+            f"{PROG}: warning: {len(found) - _MAX_WARNINGS} more unsafe files skipped "
+            f"(see `{PROG} status`)",
+            err=True,
+        )
 
 
 def command(name: Optional[str] = None) -> Callable[[F], F]:

@@ -18,7 +18,7 @@ import typer
 from .. import _quarantine
 from .._reader import BadLine
 from .._text import literal
-from ._app import command, parse_since, require_spool, terminal_width
+from ._app import command, parse_since, require_spool, terminal_width, warn_unsafe_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,17 +76,16 @@ def inspect(
     after = parse_since(since) if since else None
     if quarantined:
         _quarantine_view(spool, limit)
-        return
-    records = _matching(spool, event, library, after)
-    if as_json or full:
+    elif as_json or full:
         write = sys.stdout.write
-        for shown, record in enumerate(records):
+        for shown, record in enumerate(_matching(spool, event, library, after)):
             if limit and shown >= limit:
                 break
             write(_json_line(record) if as_json else _full(record))
         sys.stdout.flush()
-        return
-    _table(records, TABLE_ROWS if limit is None else limit)
+    else:
+        _table(_matching(spool, event, library, after), TABLE_ROWS if limit is None else limit)
+    warn_unsafe_files(spool)
 
 
 def _json_line(record: Record) -> str:
@@ -95,7 +94,9 @@ def _json_line(record: Record) -> str:
 
 
 def _value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = (
+        value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    )
     return literal(text)
 
 
@@ -143,7 +144,9 @@ def _table(records: Iterator[Record], limit: int) -> None:
         totals[key] = totals.get(key, 0) + 1
         if limit == 0 or shown < limit:
             shown += 1
-            properties = json.dumps(record["properties"], separators=(",", "="), sort_keys=True)
+            properties = json.dumps(
+                record["properties"], separators=(",", "="), sort_keys=True, ensure_ascii=False
+            )
             rows.append(
                 (
                     literal(record["timestamp"][:19].replace("T", " ")),

@@ -8,18 +8,19 @@ line, the key masked), so a person can see the wire before anything leaves.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from .._text import mask_key
+from .._text import literal, mask_key, mask_url
 from ..uploader import plan, sending_blocked, upload
-from ._app import CliError, command, print_json, require_spool
+from ._app import CliError, command, print_json, require_spool, warn_unsafe_files
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ..spool import Spool
 
@@ -62,6 +63,8 @@ def upload_command(
     ),
 ) -> None:
     """Send pending events; exit 0 when all were sent (or sending is off), 1 when some are left."""
+    if not math.isfinite(timeout):  # older Typer releases let nan through the range check
+        raise CliError(f"--timeout {timeout}: give a number of seconds", 2)
     spool = require_spool()
     if dry_run:
         if bundle:
@@ -96,13 +99,9 @@ def upload_command(
     if as_json:
         print_json(result.to_json())
     else:
-        typer.echo(result.summary())
-    if result.unauthorized and not as_json:
-        typer.echo(
-            "luxonis-telemetry: the API key was refused; the events stay pending and go once "
-            "the key is fixed (see `luxonis-telemetry status`)",
-            err=True,
-        )
+        # One line; a refused key is named in it (the events stay pending).
+        typer.echo(literal(" ".join(result.summary().split())))
+    warn_unsafe_files(spool)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -116,8 +115,6 @@ def _dry_run(
     api_key: Optional[str],
 ) -> None:
     blocked = sending_blocked(os.environ)
-    if blocked is not None and not as_json:
-        typer.echo(f"nothing would be sent: {blocked}")
     counts: dict[str, int] = {}
     pending = 0
     for chunk, target in plan(spool=spool, backend=backend, endpoint=endpoint, api_key=api_key):
@@ -132,13 +129,17 @@ def _dry_run(
         if target is None:
             where += " (would stay pending: backend unavailable)"
         counts[where] = counts.get(where, 0) + len(chunk.records)
+    warn_unsafe_files(spool)
     if as_json:
+        return
+    if blocked is not None:
+        typer.echo(literal(f"dry run: nothing would be sent: {blocked} ({pending} pending)"))
         return
     if not counts:
         typer.echo("Nothing pending.")
         return
     for where, count in sorted(counts.items()):
-        typer.echo(f"would send {count} event(s): {where}")
+        typer.echo(literal(f"would send {count} event(s): {where}"))
     typer.echo(f"dry run: nothing sent ({pending} pending)")
 
 
@@ -156,7 +157,7 @@ def _request(chunk: Any, backend: Any, blocked: Optional[str]) -> dict[str, Any]
     if backend is None:
         line["would_stay_pending"] = "the destination's backend is unavailable (see status)"
     elif callable(messages):
-        line["url"] = backend.host.rstrip("/") + "/batch/"
+        line["url"] = mask_url(backend.host.rstrip("/") + "/batch/")
         line["body"] = {
             "api_key": mask_key(backend.api_key),
             "historical_migration": chunk.historical,
@@ -219,9 +220,13 @@ def export(
         raise CliError("nothing to export: no events were ever recorded here")
     if os.path.isdir(path):
         raise CliError(f"{path} is a folder; give a file name such as events.ltb.gz", 2)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CliError(f"the folder {folder} does not exist", 2)
     from ..bundle import export_bundle
 
     with _bundle_errors():
         info = export_bundle(spool, path, move=move, force=force)
+    warn_unsafe_files(spool)
     verb = "moved" if move else "copied"
     typer.echo(f"{verb} {info.count} event(s) to {path} (sha256 {info.sha256[:16]}…)")

@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from luxonis_telemetry import upload
+from luxonis_telemetry._reader import BadLine, iter_records
 from luxonis_telemetry.cli import app
-from luxonis_telemetry.event import encode, new_record
-from luxonis_telemetry.spool import BadLine, Spool, iter_records
+from luxonis_telemetry.record import encode, new_record
+from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import FakePostHog
-from tests.test_event import hostile
+from tests.test_redaction import values as hostile
 
 runner = CliRunner()
 
@@ -67,7 +68,7 @@ def test_every_corruption_at_once(
     assert max(len(line) for line in quarantine) < 4096  # heads only, not 50 MB
     reasons = {json.loads(line)["reason"] for line in quarantine}
     assert {"not JSON", "not an event record", "line too long", "torn line"} <= reasons
-    assert Spool(str(spool_path)).read_state()["quarantined"] == expected_bad
+    assert Spool(str(spool_path)).read_state().quarantined == expected_bad
     shown = runner.invoke(app, ["inspect", "--quarantined"])
     assert len(shown.stdout.splitlines()) == expected_bad
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
@@ -146,7 +147,7 @@ def test_hostile_property_values_always_give_readable_records(
     before = sum(1 for _ in Spool(str(spool_path)).iter_pending())
     for value in values:
         telemetry.capture("fuzz", {"value": value, "nested": [value, {"password": value}]})
-    items = [item for _end, item in Spool(str(spool_path)).iter_pending()]
+    items = list(Spool(str(spool_path)).iter_pending())
     assert not any(isinstance(item, BadLine) for item in items)
     assert len(items) == before + len(values)
     assert telemetry.dropped == 0

@@ -37,7 +37,7 @@ def test_read_only_spool_folder(spool_path: Path) -> None:
     Telemetry("b").capture("later")
     assert {r["event"] for r in spool_records(spool_path)} == {"first", "later"}
     state = Spool(str(spool_path)).read_state()
-    assert state["dropped"]["disk_error"] == 3
+    assert state.dropped["disk_error"] == 3
 
 
 def test_lock_file_cannot_be_opened(spool_path: Path) -> None:
@@ -82,8 +82,10 @@ def test_lock_held_forever_drops_after_a_bounded_wait(spool_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait(timeout=30)
+        holder.stdin.close()  # type: ignore[union-attr]
+        holder.stdout.close()  # type: ignore[union-attr]
     Telemetry("a").capture("after")
-    assert Spool(str(spool_path)).read_state()["dropped"]["lock_timeout"] == 1
+    assert Spool(str(spool_path)).read_state().dropped["lock_timeout"] == 1
 
 
 def test_full_disk_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +156,7 @@ def test_spool_deleted_while_a_process_appends(spool_path: Path) -> None:
     other.capture("from.other")
     process.stdin.close()
     assert process.wait(timeout=60) == 0
+    process.stdout.close()
     records = spool_records(spool_path)
     assert sorted(r["properties"].get("n", -1) for r in records) == [-1, *range(50, 100)]
 
@@ -204,7 +207,7 @@ def test_sigkill_during_state_write_leaves_readable_state(spool_path: Path) -> N
         "s = Spool(sys.argv[1])\n"
         "n = 0\n"
         "while True:\n"
-        "    s.update_state(lambda st: st.__setitem__('n', st.get('n', 0) + 1))\n"
+        "    s.update_state(lambda st: setattr(st, 'quarantined', st.quarantined + 1))\n"
         "    n += 1\n"
         "    if n == 20: print('go', flush=True)\n"
     )
@@ -215,4 +218,5 @@ def test_sigkill_during_state_write_leaves_readable_state(spool_path: Path) -> N
     process.stdout.readline()
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    assert Spool(str(spool_path)).read_state()["n"] >= 20
+    process.stdout.close()
+    assert Spool(str(spool_path)).read_state().quarantined >= 20

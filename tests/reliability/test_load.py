@@ -101,7 +101,7 @@ def test_size_cap_holds_under_load(
     assert largest <= spool.max_bytes + 2 * spool.segment_bytes, largest
     results = [json.loads((tmp_path / f"writer{i}.json").read_text()) for i in range(PROCESSES)]
     captured = sum(r["captured"] for r in results)
-    dropped = Spool(str(spool_path)).read_state()["dropped"]["size_cap"]
+    dropped = Spool(str(spool_path)).read_state().dropped["size_cap"]
     pending = len(spool_records(spool_path))
     assert pending + dropped == captured
     print(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from luxonis_telemetry import Telemetry, upload
+from luxonis_telemetry._spool_state import SpoolState
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
 from tests.conftest import free_port, helpers_of, run_python, spool_records, wait_until
@@ -99,6 +100,11 @@ def test_413_once_splits_and_delivers_everything(posthog_env: FakePostHog) -> No
     assert len(posthog_env.uuid_counts()) == 16
 
 
+def clear_backoff(state: SpoolState) -> None:
+    state.backoff_failures = 0
+    state.next_attempt_at = 0.0
+
+
 EXIT_PROGRAM = "from luxonis_telemetry import Telemetry\nt = Telemetry('faulty')\nfor n in range(10): t.capture('e', {'n': n})\n"
 
 
@@ -123,11 +129,11 @@ def test_exit_hook_under_fault(
     assert time.monotonic() - started < 5  # the host's exit is not held up
     assert wait_until(lambda: not helpers_of(spool_path), 30)  # the helper is gone
     posthog_env.set_default(Action())
-    Spool(str(spool_path)).update_state(lambda state: state.pop("exit_backoff", None))
+    Spool(str(spool_path)).update_state(clear_backoff)
     final = upload(budget=30)
     assert final.ok, final.summary()
     delivered = len(posthog_env.uuid_counts())
-    quarantined = Spool(str(spool_path)).read_state().get("quarantined", 0)
+    quarantined = Spool(str(spool_path)).read_state().quarantined
     assert delivered + quarantined == 10
     if fault != "400":
         assert delivered == 10
