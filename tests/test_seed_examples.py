@@ -116,13 +116,14 @@ def test_cli_instrumentation(spool_path: Path) -> None:
     run(CLI)
     events = {r["event"]: r for r in spool_records(spool_path)}
     assert events["train.invoked"]["properties"] == {"epochs": 3}
-    assert events["cli.command"]["properties"]["success"] is True
+    assert events["cli_command"]["properties"]["command"] == "train"
+    assert events["cli_command"]["properties"]["success"] is True
 
 
 def test_custom_backend_prints_its_event_by_exit(spool_path: Path) -> None:
     out, _err = run(CUSTOM, LUXONIS_TELEMETRY_UPLOAD_ON_EXIT="")
-    assert out.startswith("event {")
-    assert "'event': 'custom.event'" in out
+    # delivered by the exiting process itself: a luxonis-ml style TelemetryEvent
+    assert out.startswith("event TelemetryEvent(name='custom.event'")
     assert spool_records(spool_path) == []
 
 
@@ -130,7 +131,7 @@ def test_context_and_metadata(spool_path: Path) -> None:
     run(CONTEXT)
     [record] = spool_records(spool_path)
     assert record["context"]["team"] == "vision"
-    assert "architecture" in record["context"]
+    assert {"arch", "cpu_count", "processor", "is_docker"} <= set(record["context"])
 
 
 @pytest.mark.parametrize("code", [SINGLETON])

@@ -27,16 +27,32 @@ import pytest
 import requests
 from posthog.request import APIError, batch_post
 
+from luxonis_telemetry.backends import _transport
 from luxonis_telemetry.backends._transport import (
     BoundedAdapter,
     DeadlineExceeded,
     RedirectRefused,
     ResponseTooLarge,
-    new_session,
 )
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
+
+_SESSIONS: list[requests.Session] = []
+
+
+def new_session(**options: int) -> requests.Session:
+    """The library's session, closed after the test (warnings are errors: no socket leaks)."""
+    session = _transport.new_session(**options)
+    _SESSIONS.append(session)
+    return session
+
+
+@pytest.fixture(autouse=True)
+def close_sessions() -> Iterator[None]:
+    yield
+    while _SESSIONS:
+        _SESSIONS.pop().close()
 
 ACK = b'{"status": 1}'
 KEY = "phc_transport_test"
