@@ -4,11 +4,15 @@ Telemetry must never break its host, so failures inside the library are
 swallowed; they are still worth seeing, so each one is logged at DEBUG on
 the ``luxonis_telemetry`` logger with its traceback, and reported to the
 observers tests register (a test fails when the library swallowed an error
-it did not expect). Logging is imported on first use: most processes never
-log anything, and ``import logging`` costs ~5 ms.
+it did not expect). Nothing here imports ``logging`` (~5 ms, paid at every
+tool start or exit): when the host never loaded it, no handler can exist
+to show our messages, so there is nothing to do.
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
 
 from . import _state
 
@@ -25,12 +29,11 @@ LOGGER_NAME = "luxonis_telemetry"
 
 def debug(message: str, *args: object) -> None:
     """A decision worth explaining to someone who turned on debug logging."""
-    try:
-        import logging
-
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    with contextlib.suppress(Exception):  # logging must not become the failure
         logging.getLogger(LOGGER_NAME).debug("luxonis-telemetry: " + message, *args)
-    except Exception:  # noqa: BLE001, S110 - logging must not become the failure
-        pass
 
 
 def internal_error(where: str, exc: BaseException) -> None:
@@ -40,9 +43,10 @@ def internal_error(where: str, exc: BaseException) -> None:
             observer(where, exc)
         except Exception:  # noqa: BLE001, S112 - an observer must not break the guard
             continue
-    try:
-        import logging
-
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    with contextlib.suppress(Exception):  # e.g. logging half-imported by a signal handler
         logging.getLogger(LOGGER_NAME).debug(
             "luxonis-telemetry: %s failed: %s: %s",
             where,
@@ -50,8 +54,6 @@ def internal_error(where: str, exc: BaseException) -> None:
             exc,
             exc_info=(type(exc), exc, exc.__traceback__),
         )
-    except Exception:  # noqa: BLE001, S110 - e.g. a signal handler during `import logging`
-        pass
 
 
 class Guard:

@@ -18,7 +18,7 @@ from ._install_id import load_install_id
 from ._lock import LockTimeout
 from .config import TelemetryConfig, install_id_path, spool_dir
 from .context import BASE_CONTEXT_KEYS, RESERVED_METADATA_KEYS, base_context, system_metadata
-from .record import encode, encode_context, new_record
+from .record import encode_context, encode_line, json_string, new_record
 from .redaction import Sanitizer
 from .spool import Reentered, Spool, SpoolError, TurnedOff
 from .suppression import is_suppressed
@@ -56,6 +56,7 @@ class Telemetry:
         system_context_providers: Optional[Iterable[SystemContextProvider]] = None,
     ) -> None:
         self._library_name = "unknown"
+        self._library_json = '"unknown"'
         self._source_component = "unknown"
         self._library_version: Optional[str] = None
         self._version_resolved = True
@@ -66,6 +67,8 @@ class Telemetry:
         self._context: Optional[tuple[int, dict[str, Any], str]] = None
         self._metadata: Optional[dict[str, Any]] = None
         self._distinct_id: Optional[str] = None
+        self._distinct_id_json: Optional[str] = None
+        self._names: dict[str, str] = {}
         self._recording = False
         self.dropped = 0
         self._guard = _log.Guard("capture", self._count_internal_error)
@@ -74,6 +77,7 @@ class Telemetry:
         # Anything odd in the arguments leaves a disabled instance, never an exception.
         with _log.Guard("Telemetry()"):
             self._library_name = str(library_name)
+            self._library_json = json_string(self._library_name)
             self._source_component = str(source_component or library_name)
             self._library_version = library_version
             self._version_resolved = library_version is not None
@@ -260,29 +264,45 @@ class Telemetry:
         context, context_json = self._event_context(include_system_metadata)
         if distinct_id is not None:
             distinct_id = self._sanitizer.name(distinct_id).strip() or None
-        if distinct_id is None:
-            distinct_id = self._default_distinct_id()
         if kind == "identify":
             context = dict(context, anon_distinct_id=self._default_distinct_id())
             context_json = None
-        record = new_record(
-            kind,
-            event=name,
-            distinct_id=distinct_id,
-            library=self._library_name,
-            properties=properties,
-            context=None if context_json is not None else context,
-        )
         sink = _state.state.sink
-        if sink is not None:
-            record["context"] = context
-            sink.append(record)
+        if sink is not None or self._direct is not None:
+            record = new_record(
+                kind,
+                event=name,
+                distinct_id=distinct_id or self._default_distinct_id(),
+                library=self._library_name,
+                properties=properties,
+                context=context,
+            )
+            if sink is not None:
+                sink.append(record)
+            else:
+                self._direct.capture(record)
             return
-        if self._direct is not None:
-            record["context"] = context
-            self._direct.capture(record)
-            return
-        self._append(encode(record, context_json))
+        self._append(
+            encode_line(
+                kind,
+                event_json=self._json(name),
+                distinct_id_json=(
+                    json_string(distinct_id) if distinct_id else self._default_distinct_id_json()
+                ),
+                library_json=self._library_json,
+                properties=properties,
+                context_json=context_json or encode_context(context),
+            )
+        )
+
+    def _json(self, name: str) -> str:
+        """An event name as a JSON string, cached (tools use a handful of names)."""
+        known = self._names.get(name)
+        if known is None:
+            known = json_string(name)
+            if len(self._names) < 256:
+                self._names[name] = known
+        return known
 
     def _append(self, line: bytes) -> None:
         spool = self._spool or self._open_spool()
@@ -429,6 +449,11 @@ class Telemetry:
             install_id=self.install_id,
             source_component=self._source_component,
         )
+
+    def _default_distinct_id_json(self) -> str:
+        if self._distinct_id_json is None:
+            self._distinct_id_json = json_string(self._default_distinct_id())
+        return self._distinct_id_json
 
     def _default_distinct_id(self) -> str:
         if self._distinct_id is None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
-from datetime import date, time, timedelta
 from itertools import islice
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
@@ -122,8 +122,17 @@ _CACHED_TEXT_CHARS = 64
 _CACHED_KEY_CHARS = 256
 _CACHE_ENTRIES = 4096
 _PLAIN_SCALARS = (bool, int, float, str)
-_TEMPORAL = (date, time, timedelta)
 _MISSING = object()
+
+
+def _is_temporal(value: object) -> bool:
+    """A date, time or duration, without importing ``datetime`` on the capture path.
+
+    An object of those types exists only once its module was imported, so
+    when it was not, nothing is one.
+    """
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(value, (module.date, module.time, module.timedelta))
 
 
 class _Walk:
@@ -334,7 +343,7 @@ class Sanitizer:
             return number if number - number == 0.0 else None
         if isinstance(value, (bytes, bytearray, memoryview)):
             return BYTES
-        if isinstance(value, _TEMPORAL):  # before ``.value``: pandas' Timestamp has one
+        if _is_temporal(value):  # before ``.value``: pandas' Timestamp has one
             return _type_marker(value)
         if isinstance(value, os.PathLike):
             return REDACTED

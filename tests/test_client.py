@@ -479,7 +479,7 @@ def test_no_exception_escapes_on_internal_bugs(
     def explode(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("luxonis_telemetry.client.new_record", explode)
+    monkeypatch.setattr("luxonis_telemetry.client.encode_line", explode)
     telemetry.capture("e")
     telemetry.identify("u")
     telemetry.flush()

@@ -122,8 +122,9 @@ def test_a_half_imported_logging_module_never_raises(monkeypatch: pytest.MonkeyP
 
 
 def test_capture_survives_a_signal_handler_interrupting_the_first_import_of_logging() -> None:
-    """Issue 8.2: the first ``import logging`` of a failing capture is interrupted by a
-    signal handler whose own capture fails too; nothing escapes either capture."""
+    """Issue 8.2: the first ``import logging`` (the host's: the library never imports it)
+    is interrupted by a signal handler whose capture fails inside; the internal-error
+    logger meets a half-imported ``logging`` and nothing escapes."""
     code = r"""
 import importlib.abc, importlib.machinery, os, signal, sys
 assert "logging" not in sys.modules
@@ -133,7 +134,7 @@ assert "logging" not in sys.modules, "logging must load lazily"
 def explode(*_args, **_kwargs):
     raise RuntimeError("internal bug")
 
-client.new_record = explode  # every capture now fails inside and reports an internal error
+client.encode_line = explode  # every capture now fails inside and reports an internal error
 telemetry = Telemetry("reentry")
 inner = []
 
@@ -163,11 +164,14 @@ class Interrupting(importlib.abc.MetaPathFinder):
         return spec
 
 sys.meta_path.insert(0, Interrupting())
+telemetry.capture("before")  # fails inside; logging is not loaded, so nothing is imported
+assert "logging" not in sys.modules
+import logging  # the host's first import, interrupted by the capturing signal handler
 telemetry.capture("outer")
 assert inner == [False], inner  # the handler ran while logging was half-imported
 print("survived", telemetry.dropped)
 """
     result = run_python(code, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["survived", "2"]
+    assert result.stdout.split() == ["survived", "3"]
     assert "Traceback" not in result.stderr

@@ -54,6 +54,7 @@ def close_sessions() -> Iterator[None]:
     while _SESSIONS:
         _SESSIONS.pop().close()
 
+
 ACK = b'{"status": 1}'
 KEY = "phc_transport_test"
 MIB = 1 << 20

@@ -10,7 +10,6 @@ in, because scanning them is slow (~35 ms).
 from __future__ import annotations
 
 from .. import _state
-from ._base import BackendUnavailable
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -56,6 +55,8 @@ def is_builtin(name: str) -> bool:
 
 def build_backend(name: str, config: TelemetryConfig) -> Any:
     """The backend called ``name``; raises :class:`BackendUnavailable` if none can be built."""
+    from ._base import BackendUnavailable
+
     key = name.strip().lower()
     factory = _state.state.backend_factories.get(key) or _builtin_factory(key)
     if factory is None:
@@ -84,6 +85,8 @@ def _builtin_factory(key: str) -> Any:
 
 def _entry_point_factory(key: str) -> Callable[[TelemetryConfig], Any]:
     from importlib.metadata import entry_points
+
+    from ._base import BackendUnavailable
 
     try:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name.lower() == key]
