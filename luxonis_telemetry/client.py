@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
     ContextProvider = Callable[["Telemetry"], Optional[dict[str, Any]]]
     SystemContextProvider = ContextProvider
+else:  # the same aliases at run time (luxonis-ml exports them), without importing typing
+    from collections.abc import Callable
+
+    ContextProvider = Callable[["Telemetry"], "Optional[dict[str, Any]]"]
+    SystemContextProvider = ContextProvider
 
 __all__ = ["ContextProvider", "SystemContextProvider", "Telemetry"]
 

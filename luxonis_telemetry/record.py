@@ -32,6 +32,9 @@ if TYPE_CHECKING:
         properties: dict[str, Any]
         context: dict[str, Any]
 
+else:
+    Record = dict  # a TypedDict for type checkers; plain dicts at run time
+
 
 __all__ = [
     "MAX_RECORD_BYTES",

@@ -6,6 +6,8 @@ the isolated HOME/XDG/working folder the conftest gives each test. An audit
 hook (installed by a ``sitecustomize`` module, so the example itself runs
 unchanged) refuses and records every outgoing connection and every process
 start: an example may name ``us.i.posthog.com``, but no example ever reaches it.
+It also notes every internal error the library swallows, which fails the
+example as the conftest fails an in-process test.
 
 An HTML comment right before a block changes how it is run:
 
@@ -23,13 +25,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
 
 AUDIT_HOOK = '''\
-"""Installed for docs examples: no connection, no process, whatever the example does."""
+"""Installed for docs examples: no connection, no process, no swallowed internal error."""
 import os
 import sys
 
@@ -46,22 +49,64 @@ _WATCHED = {
 }
 
 
+def _note(line):
+    fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\\n").encode("utf-8", "backslashreplace"))
+    finally:
+        os.close(fd)
+
+
 def _hook(event, args):
     watched = _WATCHED.get(event)
     if watched is None:
         return
     if event == "socket.getaddrinfo" and args[0] in (None, "127.0.0.1", "::1", "localhost"):
         return  # binding a loopback server (FakePostHog) resolves its own address
-    line = f"{watched[0]} {args[watched[1]]!r}\\n"
-    fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode("utf-8", "backslashreplace"))
-    finally:
-        os.close(fd)
-    raise PermissionError(f"docs example test: refused to let the example {line.strip()}")
+    line = f"{watched[0]} {args[watched[1]]!r}"
+    _note(line)
+    raise PermissionError(f"docs example test: refused to let the example {line}")
+
+
+def _observe(log_module):
+    """Note every internal error the library swallows (the conftest fails tests on them)."""
+    original = getattr(log_module, "internal_error", None)
+    if original is None:
+        _note("(test setup) luxonis_telemetry._log.internal_error is gone: update this hook")
+        return
+
+    def internal_error(where, exc):
+        _note(f"swallow an internal error in {where}: {exc!r}")
+        original(where, exc)
+
+    log_module.internal_error = internal_error
+
+
+class _WatchLog:
+    """Wraps ``luxonis_telemetry._log`` as it is first imported, by the example itself."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "luxonis_telemetry._log":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            _observe(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 sys.addaudithook(_hook)
+sys.meta_path.insert(0, _WatchLog())
 '''
 
 FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
@@ -124,7 +169,7 @@ def _blocks(text: str) -> list[tuple[int, str, str, list[str]]]:
 
 
 def examples(document: Path) -> list[Example]:
-    found = []
+    found: list[Example] = []
     for line, info, code, comments in _blocks(document.read_text(encoding="utf-8")):
         if info not in PYTHON:
             continue
@@ -138,7 +183,7 @@ def examples(document: Path) -> list[Example]:
 ALL_EXAMPLES = [example for document in documents() for example in examples(document)]
 
 
-def _params() -> list[object]:
+def _params() -> list[Any]:
     params = []
     for example in ALL_EXAMPLES:
         marks = [pytest.mark.skip(reason=example.skip)] if example.skip is not None else []
@@ -147,7 +192,7 @@ def _params() -> list[object]:
 
 
 def run_example(example: Example, folder: Path) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run ``example`` as ``python <file> --help``; also return what the audit hook refused."""
+    """Run ``example`` as ``python <file> --help``; also return what the audit hook noted."""
     hooks = folder / "audit-hook"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(AUDIT_HOOK)
@@ -174,8 +219,8 @@ def run_example(example: Example, folder: Path) -> tuple[subprocess.CompletedPro
 @pytest.mark.parametrize("example", _params())
 def test_example_runs_as_written(example: Example, tmp_path: Path) -> None:
     assert Path.cwd() == tmp_path  # the conftest's isolated working folder
-    result, refused = run_example(example, tmp_path)
-    assert refused == "", f"{example.name}: the example tried to\n{refused}"
+    result, noted = run_example(example, tmp_path)
+    assert noted == "", f"{example.name}: the audit hook saw the example\n{noted}"
     assert result.returncode == 0, f"{example.name} exited {result.returncode}:\n{result.stderr}"
     if not example.stderr_allowed:
         assert result.stderr == "", f"{example.name} printed to stderr:\n{result.stderr}"
@@ -200,11 +245,26 @@ def test_the_audit_hook_refuses_connections_and_processes(tmp_path: Path) -> Non
         "    print(type(exc).__name__)\n"
     )
     example = Example(tmp_path / "x.md", 0, 1, code, None, False)
-    result, refused = run_example(example, tmp_path)
+    result, noted = run_example(example, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["PermissionError", "PermissionError"]
-    assert refused.splitlines()[0] == "resolve 'us.i.posthog.com'"
-    assert refused.splitlines()[1].startswith("start [")
+    assert noted.splitlines()[0] == "resolve 'us.i.posthog.com'"
+    assert noted.splitlines()[1].startswith("start [")
+
+
+def test_the_audit_hook_sees_swallowed_internal_errors(tmp_path: Path) -> None:
+    code = (
+        "from luxonis_telemetry import Telemetry\n"
+        "class Unjudgeable:\n"
+        "    def __bool__(self):\n"
+        "        raise RuntimeError('no truth')\n"
+        "Telemetry('lib').capture('e', include_system_metadata=Unjudgeable())\n"
+        "print('still running')\n"
+    )
+    example = Example(tmp_path / "x.md", 0, 1, code, None, False)
+    result, noted = run_example(example, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "still running\n"), result.stderr
+    assert noted == "swallow an internal error in capture: RuntimeError('no truth')\n"
 
 
 def test_the_markers_and_fences_are_understood(tmp_path: Path) -> None:
@@ -260,6 +320,18 @@ def test_relative_links_point_at_existing_files(document: Path) -> None:
         if not (document.parent / target.split("#", 1)[0]).exists()
     ]
     assert broken == [], f"{document.relative_to(REPO)} links to missing files: {broken}"
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    """Issue 9 and 10: the README is the way in to the migration, privacy and authors' pages."""
+    readme = REPO / "README.md"
+    linked = {(REPO / t.split("#", 1)[0]).resolve() for t in relative_links(readme)}
+    unlinked = [
+        str(page.relative_to(REPO))
+        for page in documents()
+        if page != readme and page.resolve() not in linked
+    ]
+    assert unlinked == [], f"README.md does not link {unlinked}"
 
 
 def test_links_are_found(tmp_path: Path) -> None:

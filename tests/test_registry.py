@@ -268,3 +268,24 @@ def test_a_broken_published_backend_is_unavailable(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "unavailable: backend 'broken' failed to load" in done.stdout
+
+
+def test_luxonis_mls_registry_object_registers_and_finds_backends() -> None:
+    """``TELEMETRY_BACKENDS`` (luxonis-ml's registry) and ``register_backend`` are one registry."""
+    from luxonis_telemetry.backends import TELEMETRY_BACKENDS, TelemetryBackend
+
+    @TELEMETRY_BACKENDS.register(name="Decorated")
+    class Decorated(TelemetryBackend):
+        def capture(self, event: object) -> None:
+            return
+
+    assert "decorated" in TELEMETRY_BACKENDS
+    assert TELEMETRY_BACKENDS.get("DECORATED") is Decorated
+    assert TELEMETRY_BACKENDS["decorated"] is Decorated
+    assert is_registered("decorated")
+    with pytest.raises(KeyError):
+        TELEMETRY_BACKENDS.register(name="decorated", module=Decorated)
+    TELEMETRY_BACKENDS.register(name="decorated", module=Decorated, force=True)
+    assert "posthog" in TELEMETRY_BACKENDS
+    with pytest.raises(KeyError):
+        TELEMETRY_BACKENDS.get("missing")

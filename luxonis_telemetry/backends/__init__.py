@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
     from ._base import BackendUnavailable, BatchBackend, DeliveryError, TelemetryBackend
     from ._posthog import PostHogBackend, to_posthog_message
-    from ._registry import build_backend, is_registered, register_backend
+    from ._registry import TELEMETRY_BACKENDS, build_backend, is_registered, register_backend
     from ._simple import NoopBackend, StdoutBackend
 
 __all__ = [
+    "TELEMETRY_BACKENDS",
     "BackendUnavailable",
     "BatchBackend",
     "DeliveryError",
@@ -39,6 +40,7 @@ _HOMES = {
     "TelemetryBackend": "._base",
     "PostHogBackend": "._posthog",
     "to_posthog_message": "._posthog",
+    "TELEMETRY_BACKENDS": "._registry",
     "build_backend": "._registry",
     "is_registered": "._registry",
     "register_backend": "._registry",

@@ -14,13 +14,15 @@ from .. import _state
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Optional
 
     from ..config import TelemetryConfig
 
 __all__ = [
     "BUILTIN_BACKENDS",
     "ENTRY_POINT_GROUP",
+    "TELEMETRY_BACKENDS",
+    "BackendRegistry",
     "build_backend",
     "is_builtin",
     "is_registered",
@@ -106,3 +108,62 @@ def _entry_point_factory(key: str) -> Callable[[TelemetryConfig], Any]:
     if not callable(factory):
         raise BackendUnavailable(f"backend {key!r} entry point is not callable")
     return factory  # type: ignore[no-any-return]
+
+
+class BackendRegistry:
+    """luxonis-ml's ``TELEMETRY_BACKENDS`` registry object, over this module's registry.
+
+    Code written for ``luxonis_ml.telemetry`` may register with
+    ``TELEMETRY_BACKENDS.register(name=..., module=...)`` (or as a decorator)
+    and look backends up with ``get``/``in``; both see the same backends as
+    ``Telemetry.register_backend``. Names ignore case; the built-in backends
+    are known by name.
+    """
+
+    name = "telemetry_backends"
+
+    def register(
+        self,
+        name: Optional[str] = None,
+        module: Optional[Callable[[TelemetryConfig], Any]] = None,
+        force: bool = False,
+    ) -> Any:
+        """Register ``module`` as ``name`` (its class name if ``None``); a decorator without it.
+
+        An existing name is replaced only with ``force``, as in luxonis-ml.
+        """
+
+        def add(factory: Callable[[TelemetryConfig], Any]) -> Callable[[TelemetryConfig], Any]:
+            key = name if name is not None else getattr(factory, "__name__", "")
+            if not force and key.strip().lower() in self:
+                raise KeyError(f"'{key}' is already registered in the '{self.name}' registry.")
+            register_backend(key, factory)
+            return factory
+
+        return add if module is None else add(module)
+
+    def get(self, key: str) -> Callable[[TelemetryConfig], Any]:
+        """The factory registered as ``key``; ``KeyError`` when there is none."""
+        lowered = key.strip().lower()
+        factory = _state.state.backend_factories.get(lowered) or _builtin_factory(lowered)
+        if factory is None:
+            raise KeyError(f"'{key}' not in the '{self.name}' registry.")
+        return factory
+
+    def __getitem__(self, key: str) -> Callable[[TelemetryConfig], Any]:
+        return self.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        lowered = key.strip().lower()
+        return lowered in _state.state.backend_factories or lowered in BUILTIN_BACKENDS
+
+    def __len__(self) -> int:
+        return len(set(_state.state.backend_factories) | set(BUILTIN_BACKENDS))
+
+    def __repr__(self) -> str:
+        return f"Registry('{self.name}')"
+
+
+TELEMETRY_BACKENDS = BackendRegistry()
