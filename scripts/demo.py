@@ -1,10 +1,13 @@
 """The whole loop a user lives, on this machine only.
 
-A small Typer app instrumented with ``instrument_typer`` runs a few commands;
-``luxonis-telemetry inspect`` and ``status`` show what is pending; ``upload``
-delivers it to a PostHog-compatible receiver on 127.0.0.1; then the same
-for an air-gapped machine with ``export`` and ``upload --from``. Everything
-happens in a temporary folder: your own spool and settings are not touched.
+A small Typer tool instrumented with ``instrument_typer`` runs a few commands
+(on a terminal, the first one shows the one-time notice); ``luxonis-telemetry
+inspect`` and ``status`` show what is pending; ``upload --dry-run --json``
+shows the exact requests; ``upload`` delivers them to a PostHog-compatible
+receiver on 127.0.0.1; then the same for an air-gapped machine with
+``export`` and ``upload --from``; finally ``disable`` removes everything but
+that choice. Everything happens in a temporary folder: your own spool and
+settings are not touched.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from luxonis_telemetry.testing import FakePostHog
 
 APP = """
 import typer
-from luxonis_telemetry import Telemetry, instrument_typer
+from luxonis_telemetry import TelemetryDefaults, get_or_init, instrument_typer
+from luxonis_telemetry.cli import add_commands
 
 app = typer.Typer()
-telemetry = Telemetry("demo_trainer", library_version="1.0.0")
+telemetry = get_or_init(
+    "demo_trainer",
+    library_version="1.0.0",
+    config=TelemetryDefaults(product_name="demo-trainer"),
+)
 instrument_typer(app, telemetry, allowlist=["epochs", "fmt"])
+add_commands(app)  # demo-trainer telemetry status | inspect | disable ...
 
 
 @app.command()
@@ -79,25 +88,22 @@ def main() -> None:
         run([*trainer, "export", "--fmt", "tflite"], env, work)
 
         run([*cli, "inspect"], env, work)
-        run([*cli, "upload", "--dry-run"], env, work)
-        run([*cli, "status"], env, work)
+        run([*trainer, "telemetry", "status"], env, work)
         print("\n(no API key yet: upload leaves everything pending and says why)")
         run([*cli, "upload"], env, work)
 
         env["LUXONIS_TELEMETRY_API_KEY"] = "phc_demo_key_0123456789"
         env["LUXONIS_TELEMETRY_ENDPOINT"] = receiver.url
+        print("\nThe exact requests an upload would make now (key masked), one per line:")
+        run([*cli, "upload", "--dry-run", "--json"], env, work)
         run([*cli, "upload"], env, work)
         run([*cli, "status"], env, work)
 
         print("\nThe receiver got:")
         for event in receiver.events:
             props = event["properties"]
-            shown = {
-                k: v
-                for k, v in props.items()
-                if not k.startswith("$")
-                and k not in ("session_id", "install_id", "library_name", "library_version", "ci")
-            }
+            shown = {k: v for k, v in props.items() if k in ("command", "success", "exit_code")}
+            shown.update({k: v for k, v in props.items() if k in ("epochs", "fmt", "model")})
             print(f"  {event['timestamp'][:19]}  {event['event']:<14} {shown}")
 
         print("\nAir-gapped machine: export a bundle, carry it, upload it elsewhere.")
@@ -112,6 +118,16 @@ def main() -> None:
             f"\nReceiver total: {len(receiver.events)} events, {len(counts)} distinct uuids, "
             f"{sum(c - 1 for c in counts.values())} duplicates."
         )
+
+        print("\nTurning it off removes everything but the choice itself:")
+        run([*trainer, "telemetry", "disable"], env, work)
+        run([*trainer, "train", "--epochs", "1"], env, work)
+        left = sorted(
+            str(path.relative_to(work))
+            for path in work.rglob("*")
+            if path.is_file() and path.name != "trainer.py" and not path.name.endswith(".gz")
+        )
+        print(f"files left by luxonis-telemetry: {left}")
 
 
 if __name__ == "__main__":

@@ -2,166 +2,40 @@
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import json
 import os
 import pty
-import re
 import select
-import shutil
 import stat
-import struct
 import subprocess
 import sys
-import termios
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from luxonis_telemetry import Telemetry, TelemetryConfig
 from luxonis_telemetry._text import mask_key
 from luxonis_telemetry.bundle import read_bundle
-from luxonis_telemetry.cli import app
 from luxonis_telemetry.cli._app import parse_since
-from luxonis_telemetry.record import encode, new_record
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import FakePostHog
-from tests.conftest import REPO, spool_records
-
-runner = CliRunner()
-KEY = "phc_test_key_123"
-ERROR = "luxonis-telemetry: error: "
-
-
-# -- helpers (also used by test_status, test_controls and test_cli_mount) ------------------
-
-
-def cli(*args: str, input: str | None = None) -> Any:
-    return runner.invoke(app, list(args), input=input)
-
-
-def one_error_line(stderr: str, output: str = "") -> str:
-    """The single error line a failing command printed (never a traceback)."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr + output
-    assert lines[0].startswith(ERROR), lines[0]
-    return lines[0]
-
-
-def default_spool() -> Path:
-    return Path(os.environ["XDG_STATE_HOME"]) / "luxonis-telemetry" / "spool"
-
-
-def capture_some() -> list[dict[str, Any]]:
-    a = Telemetry("luxonis_ml")
-    for n in range(3):
-        a.capture("train.start", {"epochs": n})
-    Telemetry("modelconverter").capture("convert", {"target": "rvc4"})
-    return spool_records(default_spool())
-
-
-def store(
-    *,
-    event: str = "stored",
-    library: str = "lib",
-    properties: dict[str, Any] | None = None,
-    context: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write one record straight into the spool, as a capture would, but unsanitized.
-
-    ``inspect`` must show whatever a spool holds (an older version, another
-    library, a hand edit), not only what today's sanitizer lets through.
-    """
-    record = new_record(
-        "capture",
-        event=event,
-        distinct_id="00000000-0000-4000-8000-000000000000",
-        library=library,
-        properties=properties or {},
-        context=context if context is not None else {"os": "Linux", "python_version": "3.11.7"},
-    )
-    spool = Spool(str(default_spool()))
-    try:
-        spool.append(library, encode(record))
-    finally:
-        spool.close()
-    return record
-
-
-def console_script() -> str:
-    script = Path(sys.executable).parent / "luxonis-telemetry"
-    found = str(script) if script.exists() else shutil.which("luxonis-telemetry")
-    assert found, "the console script is installed by `pip install -e .`"
-    return found
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The console script as a real process."""
-    return subprocess.run(
-        [console_script(), *args],
-        env=dict(os.environ) if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        check=False,
-    )
-
-
-_CSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def on_terminal(
-    args: list[str], *, columns: int = 100, rows: int = 40, env: dict[str, str] | None = None
-) -> tuple[int, bytes]:
-    """Run ``args`` with stdout and stderr on a pseudo-terminal of the given size.
-
-    Returns the exit code and every byte the program wrote to the terminal.
-    """
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    full = dict(os.environ if env is None else env, TERM="xterm-256color")
-    full.pop("COLUMNS", None)
-    full.pop("LINES", None)
-    process = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=full)
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 1.0)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the terminal closed, the program is done
-                break
-            if not chunk:
-                break
-            output += chunk
-        code = process.wait(timeout=60)
-    finally:
-        os.close(leader)
-        if process.poll() is None:
-            process.kill()
-    return code, output
-
-
-def visible_lines(output: bytes) -> list[str]:
-    """What a person reads: styles removed, line endings normalised."""
-    text = _CSI.sub(b"", output).decode("utf-8", "replace")
-    return [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-
+from tests.conftest import (
+    KEY,
+    REPO,
+    capture_some,
+    cli,
+    console_script,
+    default_spool,
+    on_terminal,
+    one_error_line,
+    run_cli,
+    spool_records,
+    store,
+    visible_lines,
+)
 
 # -- help, version, usage errors --------------------------------------------------------
 

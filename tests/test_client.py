@@ -738,36 +738,6 @@ sys.exit(0)
 
 # -- the spool under stress ---------------------------------------------------------------------
 
-HOLD = (
-    "import fcntl, sys\n"
-    "handle = open(sys.argv[1], 'a')\n"
-    "fcntl.flock(handle, fcntl.LOCK_EX)\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-@pytest.fixture
-def hold_lock() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def hold(path: Path) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-c", HOLD, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held"
-        return process
-
-    yield hold
-    for process in started:
-        if process.poll() is None:
-            process.communicate(timeout=30)
-
 
 def test_a_stuck_lock_holder_costs_a_process_one_bounded_wait(
     spool_path: Path, hold_lock: Callable[[Path], subprocess.Popen[str]]

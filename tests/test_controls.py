@@ -14,8 +14,7 @@ import pytest
 from luxonis_telemetry import Telemetry, TelemetryConfig, _controls, _settings, _state
 from luxonis_telemetry.testing import FakePostHog
 from luxonis_telemetry.uploader import upload
-from tests.conftest import spool_records, wait_until
-from tests.test_cli import capture_some, cli, console_script, run_cli
+from tests.conftest import capture_some, cli, console_script, run_cli, spool_records, wait_until
 
 
 def files_under(*roots: Path) -> set[str]:

@@ -15,8 +15,15 @@ import pytest
 
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
-from tests.conftest import REPO, free_port, helpers_of, run_python, spool_records, wait_until
-from tests.test_cli import on_terminal
+from tests.conftest import (
+    REPO,
+    free_port,
+    helpers_of,
+    on_terminal,
+    run_python,
+    spool_records,
+    wait_until,
+)
 
 PROGRAM = """
 import logging, sys

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import filelock
@@ -17,35 +17,6 @@ from luxonis_telemetry import _fs, _state
 from luxonis_telemetry._lock import LockTimeout, ProcessLock
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX flock")
-
-HOLD = (
-    "import fcntl, sys\n"
-    "handle = open(sys.argv[1], 'a')\n"
-    "fcntl.flock(handle, fcntl.LOCK_EX)\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-@pytest.fixture
-def holder(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
-    """Start a real process that holds the lock on a path until the test ends."""
-    started: list[subprocess.Popen[str]] = []
-
-    def hold(path: Path) -> None:
-        process = subprocess.Popen(
-            [sys.executable, "-c", HOLD, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held"
-
-    yield hold
-    for process in started:
-        process.communicate(timeout=30)
 
 
 def finishes(action: Callable[[], object], timeout: float = 10.0) -> object:
@@ -83,11 +54,11 @@ def test_exclusive_between_descriptors_and_reusable(tmp_path: Path) -> None:
 
 
 def test_a_real_holder_in_another_process_makes_us_wait_only_as_long_as_asked(
-    tmp_path: Path, holder: Callable[[Path], None]
+    tmp_path: Path, hold_lock: Callable[[Path], subprocess.Popen[str]]
 ) -> None:
     path = tmp_path / "lock"
     path.touch(mode=0o600)
-    holder(path)
+    hold_lock(path)
     lock = ProcessLock(str(path))
     assert finishes(lambda: lock.acquire(0)) is False
     started = time.monotonic()

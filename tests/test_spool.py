@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,38 +50,6 @@ def events(spool: Spool) -> list[str]:
 
 def private_files(folder: Path) -> dict[str, int]:
     return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
-
-
-HOLD = (
-    "import fcntl, sys\n"
-    "handle = open(sys.argv[1], 'a')\n"
-    "fcntl.flock(handle, fcntl.LOCK_EX)\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.read()\n"
-)
-
-
-@pytest.fixture
-def hold_lock() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    """A real process holding a file's lock until its stdin closes."""
-    started: list[subprocess.Popen[str]] = []
-
-    def hold(path: Path) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-c", HOLD, str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held"
-        return process
-
-    yield hold
-    for process in started:
-        if process.poll() is None:
-            process.communicate(timeout=30)
 
 
 def release(process: subprocess.Popen[str]) -> None:

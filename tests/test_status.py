@@ -16,8 +16,7 @@ from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.status import gather_status
 from luxonis_telemetry.testing import FakePostHog
 from luxonis_telemetry.uploader import open_spool, upload
-from tests.conftest import free_port
-from tests.test_cli import KEY, cli, run_cli
+from tests.conftest import KEY, cli, free_port, run_cli
 
 TURN_OFF = "luxonis-telemetry disable"
 
