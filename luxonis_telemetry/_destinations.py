@@ -11,10 +11,10 @@ a destination given by the user).
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import _fs
+from ._jsonio import dumps_sorted, loads
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _read(folder: str) -> tuple[dict[str, Any], bool]:
     if raw is None:
         return {}, os.path.lexists(path)
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, RecursionError):
         return {}, False
     if not isinstance(data, dict):
@@ -123,6 +123,12 @@ def record(folder: str, library: str, destination: RecordedDestination) -> bool:
     Returns False when the file has a newer format or cannot be read (left
     untouched).
     """
+    entry = dumps_sorted({library: destination.to_json()})[1:-1].encode()
+    raw = _fs.read_limited(os.path.join(folder, DESTINATIONS_FILE), _MAX_BYTES)
+    if raw is not None and entry in raw:
+        # Written by us in this exact form: unchanged, and no need to parse the file
+        # (decoding would import ``json`` on the capture path of every process).
+        return True
     libraries, keep = _read(folder)
     if keep:
         return False
@@ -131,7 +137,5 @@ def record(folder: str, library: str, destination: RecordedDestination) -> bool:
     kept = {name: value for name, value in libraries.items() if _entry(value) is not None}
     kept[library] = destination.to_json()
     data = {"v": FORMAT_VERSION, "libraries": kept}
-    _fs.atomic_write(
-        os.path.join(folder, DESTINATIONS_FILE), json.dumps(data, sort_keys=True).encode()
-    )
+    _fs.atomic_write(os.path.join(folder, DESTINATIONS_FILE), dumps_sorted(data).encode())
     return True

@@ -25,10 +25,8 @@ after a failed attempt.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
 import time
 
 from . import _log, _state
@@ -121,6 +119,8 @@ class ExitWorker:
     """
 
     def __init__(self) -> None:
+        import threading  # only a process that needs in-process delivery pays for it
+
         self._pid = os.getpid()
         self._work: Optional[Callable[[], None]] = None
         self._go = threading.Event()
@@ -324,13 +324,17 @@ def _spawn_helper(spool: Spool, interpreter: str) -> None:
 
 def helper_main() -> None:
     """Entry of the detached helper: upload within budget, then vanish."""
+    import threading
+
     budget = helper_budget()
     timer = threading.Timer(budget + HELPER_GRACE, os._exit, (0,))
     timer.daemon = True
     timer.start()
     if hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
+        try:
             os.nice(5)
+        except OSError:
+            pass
     with _log.Guard("exit helper"):
         from .uploader import upload
 

@@ -13,7 +13,6 @@ temporary name.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -259,8 +258,10 @@ def _make_folders(path: str) -> None:
     parent = os.path.dirname(path)
     if parent and parent != path and not os.path.isdir(parent):
         _make_folders(parent)
-    with contextlib.suppress(FileExistsError):
+    try:
         os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
 
 
 def problem(path: str) -> Optional[str]:

@@ -9,7 +9,6 @@ forever: telemetry must not hang its host.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -100,8 +99,10 @@ class ProcessLock:
         """Drop the descriptor; after ``fork`` the child must not share it."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                pass
 
     def _acquire_portable(self, timeout: float) -> bool:  # pragma: no cover
         import filelock

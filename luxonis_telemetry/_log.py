@@ -11,7 +11,6 @@ to show our messages, so there is nothing to do.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from . import _state
@@ -32,8 +31,10 @@ def debug(message: str, *args: object) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         return
-    with contextlib.suppress(Exception):  # logging must not become the failure
+    try:
         logging.getLogger(LOGGER_NAME).debug("luxonis-telemetry: " + message, *args)
+    except Exception:  # noqa: BLE001, S110 - logging must not become the failure
+        pass
 
 
 def internal_error(where: str, exc: BaseException) -> None:
@@ -46,7 +47,7 @@ def internal_error(where: str, exc: BaseException) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         return
-    with contextlib.suppress(Exception):  # e.g. logging half-imported by a signal handler
+    try:
         logging.getLogger(LOGGER_NAME).debug(
             "luxonis-telemetry: %s failed: %s: %s",
             where,
@@ -54,6 +55,8 @@ def internal_error(where: str, exc: BaseException) -> None:
             exc,
             exc_info=(type(exc), exc, exc.__traceback__),
         )
+    except Exception:  # noqa: BLE001, S110 - e.g. logging half-imported by a signal handler
+        pass
 
 
 class Guard:

@@ -9,10 +9,10 @@ share of the cap, the older entries are dropped first (and counted).
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import _fs
+from ._jsonio import dumps_compact
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -30,6 +30,16 @@ def quarantine_limit(max_spool_bytes: int) -> int:
     return max(64 * 1024, max_spool_bytes // 8)
 
 
+def _entry_line(entry: dict[str, Any]) -> bytes:
+    """One quarantine line; a value JSON cannot hold is shown by its ``str``."""
+    try:
+        return dumps_compact(entry).encode() + b"\n"
+    except (TypeError, ValueError):
+        import json
+
+        return json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n"
+
+
 def append_entries(folder: str, entries: Sequence[dict[str, Any]], limit: int) -> int:
     """Append ``entries`` (caller holds the spool lock); returns how many entries were dropped.
 
@@ -39,9 +49,7 @@ def append_entries(folder: str, entries: Sequence[dict[str, Any]], limit: int) -
     name holds anything but a regular file of ours with one link (it is
     neither written nor read).
     """
-    data = b"".join(
-        json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n" for entry in entries
-    )
+    data = b"".join(_entry_line(entry) for entry in entries)
     path = os.path.join(folder, QUARANTINE_FILE)
     fd = _fs.open_checked(path, _fs.APPEND_FLAGS)
     try:

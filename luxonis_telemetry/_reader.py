@@ -8,10 +8,10 @@ anything else, so one bad line never blocks the good ones around it.
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import _fs
+from ._jsonio import loads
 from .record import validate
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
@@ -46,7 +46,7 @@ class BadLine:
 def decode_line(line: bytes) -> Item:
     """The record in ``line``, or why it is not one."""
     try:
-        value = json.loads(line)
+        value = loads(line)
     except (ValueError, RecursionError):
         return BadLine("not JSON", line[:512], len(line))
     record = validate(value)

@@ -16,10 +16,10 @@ tools start at the same moment.
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import _fs
+from ._jsonio import dumps_sorted, loads
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def read_mode(folder: str) -> StoredMode:
     finally:
         os.close(fd)
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
@@ -107,7 +107,7 @@ def write_mode(folder: str, mode: str, changed_at: str) -> str:
     _fs.ensure_private_folder(folder)
     path = os.path.join(folder, SETTINGS_FILE)
     data = {"v": FORMAT_VERSION, "mode": mode, "changed_at": changed_at}
-    _fs.atomic_write(path, json.dumps(data, sort_keys=True).encode() + b"\n", durable=True)
+    _fs.atomic_write(path, dumps_sorted(data).encode() + b"\n", durable=True)
     return path
 
 

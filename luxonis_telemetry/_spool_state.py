@@ -12,12 +12,12 @@ Callers change the file only under the spool lock.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 
 from . import _fs
+from ._jsonio import dumps_compact, loads
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def load_state(folder: str) -> SpoolState:
     if not raw:
         return SpoolState()
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, RecursionError):
         return SpoolState()
     return SpoolState(data if isinstance(data, dict) else None)
@@ -213,7 +213,7 @@ def update_state(folder: str, change: Callable[[SpoolState], None]) -> SpoolStat
     data: Any = None
     if raw:
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except (ValueError, RecursionError):
             data = None
     state = SpoolState(data if isinstance(data, dict) else None)
@@ -222,5 +222,5 @@ def update_state(folder: str, change: Callable[[SpoolState], None]) -> SpoolStat
     if state.newer_format and isinstance(data, dict):
         out["v"] = data.get("v")
     # not sorted: the order of `bundles` is their recency
-    _fs.atomic_write(path, json.dumps(out).encode())
+    _fs.atomic_write(path, dumps_compact(out).encode())
     return state

@@ -8,8 +8,8 @@ the current state when they run.
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 
 from ._ids import new_uuid4
 
@@ -32,7 +32,7 @@ class State:
     """One process's registries, caches and decisions; replaced wholesale by :func:`reset`."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         # registered backend factories by lower-case name
         self.backend_factories: dict[str, BackendFactory] = {}
         # get_or_init/initialize_telemetry instances by (library, source component)
@@ -96,7 +96,7 @@ def register_process_hooks(exit_hook: Callable[[], None]) -> None:
 def after_fork_in_child() -> None:
     """A forked child gets its own session, descriptors and locks, and records afresh."""
     current = state
-    current.lock = threading.RLock()
+    current.lock = _thread.RLock()
     current.session = None
     for spool in current.spools.values():
         spool.after_fork()

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     ContextProvider = Callable[["Telemetry"], Optional[dict[str, Any]]]
     SystemContextProvider = ContextProvider
-else:  # the same aliases at run time (luxonis-ml exports them), without importing typing
-    from collections.abc import Callable
+else:  # the same aliases at run time (luxonis-ml exports them), importing neither typing
+    from _collections_abc import Callable  # nor collections (collections.abc's own source)
 
     ContextProvider = Callable[["Telemetry"], "Optional[dict[str, Any]]"]
     SystemContextProvider = ContextProvider

@@ -9,14 +9,14 @@ by :func:`wire_context`, for PostHog and for custom backends alike.
 
 from __future__ import annotations
 
-import json
 import time
 
 from ._ids import new_uuid4
+from ._jsonio import dumps_compact, loads, string
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from typing import Any, Optional, TypedDict
 
     class Record(TypedDict):
@@ -122,31 +122,6 @@ def new_record(
     return record
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_STRING = json.encoder.encode_basestring_ascii
-
-
-def _compact_encoder() -> Callable[[Any], str]:
-    """``_ENCODER.encode`` without its per-call set-up (~1 us of a ~10 us capture).
-
-    ``JSONEncoder.encode`` builds a new C encoder for every call; this one is
-    built once. It skips the cycle check, which sanitized properties never
-    need. Where the C accelerator is missing (PyPy), the plain encoder.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - interpreters without the C accelerator
-        return _ENCODER.encode
-    encode = make(None, _ENCODER.default, _STRING, None, ":", ",", False, False, False)
-
-    def compact(value: Any) -> str:
-        return "".join(encode(value, 0))
-
-    return compact
-
-
-_encode_properties = _compact_encoder()
-
-
 def encode(record: Mapping[str, Any], context_json: Optional[str] = None) -> bytes:
     """One spool line; oversized properties are replaced, never the record.
 
@@ -155,11 +130,11 @@ def encode(record: Mapping[str, Any], context_json: Optional[str] = None) -> byt
     of a process, so callers encode it once.
     """
     if context_json is None:
-        line = _ENCODER.encode(record)
+        line = dumps_compact(record)
     else:
-        line = f'{_ENCODER.encode(record)[:-1]},"context":{context_json}}}'
+        line = f'{dumps_compact(record)[:-1]},"context":{context_json}}}'
         if len(line) > MAX_RECORD_BYTES:
-            record = {**record, "context": json.loads(context_json)}
+            record = {**record, "context": loads(context_json)}
     if len(line) > MAX_RECORD_BYTES:
         slim = dict(record)
         slim["properties"] = {"properties_truncated": True, "original_bytes": len(line)}
@@ -168,7 +143,7 @@ def encode(record: Mapping[str, Any], context_json: Optional[str] = None) -> byt
             for key, value in record.get("context", {}).items()
             if key in _KEPT_WHEN_SLIMMED
         }
-        line = _ENCODER.encode(slim)
+        line = dumps_compact(slim)
     return line.encode() + b"\n"
 
 
@@ -191,21 +166,21 @@ def encode_line(
     line = (
         f'{{"v":1,"type":"{kind}","uuid":"{new_uuid4()}","timestamp":"{now_iso()}",'
         f'"event":{event_json},"distinct_id":{distinct_id_json},"library":{library_json},'
-        f'"properties":{_encode_properties(properties)},"context":{context_json}}}\n'
+        f'"properties":{dumps_compact(properties)},"context":{context_json}}}\n'
     )
     if len(line) <= MAX_RECORD_BYTES:
         return line.encode()
-    return encode(json.loads(line))
+    return encode(loads(line))
 
 
 def json_string(text: str) -> str:
     """``text`` as a JSON string literal (ASCII, as the record encoder writes it)."""
-    return _STRING(text)
+    return string(text)
 
 
 def encode_context(context: Mapping[str, Any]) -> str:
     """The context as it is spliced into every line (see :func:`encode`)."""
-    return _ENCODER.encode(context)
+    return dumps_compact(context)
 
 
 def validate(value: Any) -> Optional[Record]:

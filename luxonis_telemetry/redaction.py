@@ -16,13 +16,13 @@ scalars with keys and enum-like values seen before) runs from caches.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections.abc import Mapping
+from _collections_abc import Mapping  # collections.abc's own source: no ``collections`` import
 from itertools import islice
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable, Collection
     from typing import Any, Optional
 
@@ -95,24 +95,49 @@ MAX_DEPTH = 8
 MAX_NODES = 10_000
 MAX_TEXT_CHARS = 256 * 1024
 
+# The regular expressions below are compiled on first use (``_regex``): importing
+# ``re`` and compiling them costs ~3 ms, which every tool would pay at start-up,
+# while a typical event (keys like "epochs", values like "yolov8n") needs none.
 # Our own secret-key rule; a key is secret when this or a redact substring matches.
-_SECRET_KEY = re.compile(
+_SENSITIVE_NAMES = (
     r"pass(word|wd|phrase)?|secret|token|api[-_ ]?key|access[-_ ]?key|"
-    r"private[-_ ]?key|auth(?!ors?(?![a-z]))|credential|cookie|session[-_ ]?key|signature|dsn",
-    re.IGNORECASE,
+    r"private[-_ ]?key|auth(?!ors?(?![a-z]))|credential|cookie|session[-_ ]?key|signature|dsn"
+)
+# Every match of _SENSITIVE_NAMES contains one of these (lower case): only then it runs.
+_SECRET_HINTS = (
+    "pass",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+    "cookie",
+    "signature",
+    "dsn",
 )
 # A ``key=value`` / ``key: value`` / ``"key": value`` / ``--flag value`` pair inside a
 # string. Only the key is matched here: whether its value is consumed depends on the
 # key looking secret, so a harmless ``url=...`` does not hide a ``token=`` after it.
-_PAIR_KEY = re.compile(
+_PAIR_KEY = (
     r"(?<![\w.-])(?:(-{1,2}[A-Za-z][\w.-]*)[ \t]+(?=[^\s-])|([\w.-]+)[\"']?[ \t]*[:=][ \t]*)"
 )
-_PAIR_VALUE = re.compile(
-    r"(?:bearer|basic|digest|token)[ \t]+[^\s,;&\"']+|\"[^\"]*\"?|'[^']*'?|[^\s,;&\"']+",
-    re.IGNORECASE,
-)
-_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]+@")
-_BEARER = re.compile(r"(?<![\w-])(bearer[ \t]+)[^\s,;&\"']+", re.IGNORECASE)
+_PAIR_VALUE = r"(?:bearer|basic|digest|token)[ \t]+[^\s,;&\"']+|\"[^\"]*\"?|'[^']*'?|[^\s,;&\"']+"
+_USERINFO = r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]+@"
+_BEARER = r"(?<![\w-])(bearer[ \t]+)[^\s,;&\"']+"
+_IGNORING_CASE = frozenset({_SENSITIVE_NAMES, _PAIR_VALUE, _BEARER})
+_compiled: dict[str, re.Pattern[str]] = {}
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled (once), importing ``re`` only when a string needs it."""
+    found = _compiled.get(pattern)
+    if found is None:
+        import re
+
+        flags = re.IGNORECASE if pattern in _IGNORING_CASE else 0
+        found = _compiled[pattern] = re.compile(pattern, flags)
+    return found
+
 
 _SECRET = 1  # key flags: the value is replaced by REDACTED
 _DOLLAR = 2  # the key is reserved by PostHog when at the top level of properties
@@ -169,7 +194,7 @@ class Sanitizer:
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._private = self._secrets + self._homes
         tokens = frozenset(t.lower() for t in redact_keys or () if isinstance(t, str))
-        self._redact = _substring_pattern(tokens or DEFAULT_REDACT_KEYS)
+        self._redact = tuple(sorted(tokens or DEFAULT_REDACT_KEYS))
         self._keys: dict[str, tuple[str, int]] = {}
         self._texts: dict[str, str] = {}
         self._context_texts: dict[str, str] = {}
@@ -414,7 +439,11 @@ class Sanitizer:
         return self._bounded(text, MAX_KEY_CHARS, "..."), flags
 
     def _secret_name(self, text: str, lowered: str) -> bool:
-        return self._redact.search(lowered) is not None or _SECRET_KEY.search(text) is not None
+        if any(token in lowered for token in self._redact):
+            return True
+        if not any(hint in lowered for hint in _SECRET_HINTS):
+            return False
+        return _regex(_SENSITIVE_NAMES).search(text) is not None
 
     # -- strings ---------------------------------------------------------------
 
@@ -493,9 +522,9 @@ class Sanitizer:
         if "=" in text or ":" in text or "-" in text:
             text = self._pairs(text)
         if "@" in text and "://" in text:
-            text = _USERINFO.sub(rf"\1{REDACTED}@", text)
+            text = _regex(_USERINFO).sub(rf"\1{REDACTED}@", text)
         if "bearer" in text.lower():
-            text = _BEARER.sub(rf"\1{REDACTED}", text)
+            text = _regex(_BEARER).sub(rf"\1{REDACTED}", text)
         return text
 
     def _pairs(self, text: str) -> str:
@@ -503,14 +532,14 @@ class Sanitizer:
         parts: list[str] = []
         done = pos = 0
         while True:
-            found = _PAIR_KEY.search(text, pos)
+            found = _regex(_PAIR_KEY).search(text, pos)
             if found is None:
                 break
             pos = found.end()
             key = found.group(1) or found.group(2)
             if not self._secret_name(key, key.lower()):
                 continue
-            value = _PAIR_VALUE.match(text, pos)
+            value = _regex(_PAIR_VALUE).match(text, pos)
             if value is None:
                 continue
             parts.append(text[done:pos])
@@ -624,10 +653,6 @@ def _home_variants(home: str) -> tuple[str, ...]:
     if len(home) <= 1 or not os.path.isabs(home):
         return ()
     return tuple(sorted({home, home.replace("\\", "/")}, key=len, reverse=True))
-
-
-def _substring_pattern(tokens: frozenset[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(token) for token in sorted(tokens)))
 
 
 def _remember(

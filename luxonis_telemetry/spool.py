@@ -28,16 +28,14 @@ collector) drops its event instead of waiting for itself.
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import errno
-import json
 import os
-import re
 import stat
-import threading
 import time
 
 from . import _destinations, _fs, _log, _quarantine, _spool_state
+from ._jsonio import dumps_compact, loads
 from ._lock import LockTimeout, ProcessLock
 from ._reader import BadLine, count_lines, iter_records
 
@@ -60,9 +58,7 @@ __all__ = [
 
 LOCK_TIMEOUT = 2.0
 _KEEP_OPEN = os.name != "nt"  # Windows cannot rename a file others hold open
-_SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,48}")
-_SEGMENT = re.compile(r"seg\.(\d+)\.([A-Za-z0-9_-]+)\.jsonl")
-_ACTIVE = re.compile(r"active\.([A-Za-z0-9_-]+)\.jsonl")
+_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class SpoolError(OSError):
@@ -86,7 +82,7 @@ def _still_on() -> bool:
 
 def library_key(library: str) -> str:
     """A file-name-safe, stable key for a library name."""
-    if _SAFE_KEY.fullmatch(library):
+    if _is_key(library):
         return library
     import hashlib
 
@@ -206,7 +202,7 @@ class Spool:
         self.max_age_seconds = max_age_days * 86400.0
         self.segment_bytes = min(4 * 1024 * 1024, max(16 * 1024, max_bytes // 16))
         self.unsaved_drops = _DropCounter()
-        self._thread_lock = threading.Lock()
+        self._thread_lock = _thread.allocate_lock()
         # threads inside (or entering) the locked section; a thread found here
         # again is re-entering from a signal handler or a finalizer
         self._busy: set[int] = set()
@@ -261,14 +257,9 @@ class Spool:
             ) from exc
         self._ready = True
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> _Locked:
         """Hold the append lock: appends, seals, caps and state changes happen under it."""
-        lock = self._enter()
-        try:
-            yield
-        finally:
-            self._exit(lock)
+        return _Locked(self)
 
     def _enter(self, recording: bool = False) -> ProcessLock:
         """Take the thread lock, then the process lock; never wait for ourselves.
@@ -280,7 +271,7 @@ class Spool:
         """
         if self._pid != os.getpid():
             self.after_fork()
-        me = threading.get_ident()
+        me = _thread.get_ident()
         busy = self._busy
         if me in busy:
             raise Reentered(errno.EDEADLK, "capture re-entered while writing", self.path)
@@ -303,7 +294,7 @@ class Spool:
             lock.release()
         finally:
             self._thread_lock.release()
-            self._busy.discard(threading.get_ident())
+            self._busy.discard(_thread.get_ident())
 
     def _take_lock(self, recording: bool) -> ProcessLock:
         """The held process lock (caller holds the thread lock).
@@ -342,7 +333,7 @@ class Spool:
     def after_fork(self) -> None:
         """A forked child must not share descriptors or a lock another thread held."""
         self.forget_descriptors()
-        self._thread_lock = threading.Lock()
+        self._thread_lock = _thread.allocate_lock()
         self._busy = set()
         self._stuck = False
         self._pid = os.getpid()
@@ -350,8 +341,7 @@ class Spool:
     def forget_descriptors(self) -> None:
         """Close our descriptors; used at shutdown and in a forked child."""
         for fd in self._files.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _close_quietly(fd)
         self._files.clear()
         self._ends.clear()
         if self._lock is not None:
@@ -366,7 +356,7 @@ class Spool:
         spool lock cannot make a shutdown wait; skipped when re-entered on a
         thread that is writing, or when another thread keeps writing.
         """
-        me = threading.get_ident()
+        me = _thread.get_ident()
         if me in self._busy:
             return
         self._busy.add(me)
@@ -455,8 +445,7 @@ class Spool:
         fd = self._files.pop(key, None)
         self._ends.pop(key, None)
         if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _close_quietly(fd)
 
     # -- sealing and caps ---------------------------------------------------
 
@@ -474,9 +463,9 @@ class Spool:
         """Turn every non-empty active file into a segment (the uploader's claim)."""
         with self.locked():
             for name in self._names():
-                match = _ACTIVE.fullmatch(name)
-                if match:
-                    self._seal_locked(match.group(1))
+                key = _active_key(name)
+                if key is not None:
+                    self._seal_locked(key)
             self._enforce_caps_locked()
 
     def enforce_caps(self) -> None:
@@ -549,15 +538,15 @@ class Spool:
         """Sealed segments (regular files of ours), oldest first, from the first byte to send."""
         found = []
         for name in self._names():
-            match = _SEGMENT.fullmatch(name)
-            if not match:
+            key = _segment_key(name)
+            if key is None:
                 continue
             path = self.file(name)
             if _refused(path):
                 continue
             size = _size(path)
             start, acked = _read_position(path + ".pos")
-            found.append(Segment(path, match.group(2), size, min(size, start), acked))
+            found.append(Segment(path, key, size, min(size, start), acked))
         return found
 
     def active_files(self) -> list[str]:
@@ -565,7 +554,7 @@ class Spool:
         return [
             self.file(name)
             for name in self._names()
-            if _ACTIVE.fullmatch(name) and not _refused(self.file(name))
+            if _active_key(name) is not None and not _refused(self.file(name))
         ]
 
     def iter_pending(self) -> Iterator[Item]:
@@ -633,7 +622,7 @@ class Spool:
                 _fs.remove(segment.path + ".pos")
                 return
             data: Any = {"pos": offset, "acked": ranges} if ranges else offset
-            _fs.atomic_write(segment.path + ".pos", json.dumps(data).encode())
+            _fs.atomic_write(segment.path + ".pos", dumps_compact(data).encode())
 
     def quarantine(self, entries: Sequence[dict[str, Any]]) -> None:
         """Keep lines we will not send where a person can look at them."""
@@ -730,7 +719,7 @@ def _read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
     if not raw:
         return 0, []
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, RecursionError):
         return 0, []
     if isinstance(data, int) and not isinstance(data, bool):
@@ -767,8 +756,55 @@ def _last_byte(fd: int, end: int) -> bytes:
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _is_key(name: str) -> bool:
+    """A library name usable as is in file names: 1-48 of ``[A-Za-z0-9_-]``."""
+    return 0 < len(name) <= 48 and _KEY_CHARACTERS.issuperset(name)
+
+
+def _active_key(name: str) -> Optional[str]:
+    """The library key of an ``active.<key>.jsonl`` file name, else ``None``."""
+    if name.startswith("active.") and name.endswith(".jsonl"):
+        key = name[7:-6]
+        return key if _is_key(key) else None
+    return None
+
+
+def _segment_key(name: str) -> Optional[str]:
+    """The library key of a ``seg.<digits>.<key>.jsonl`` file name, else ``None``."""
+    if not (name.startswith("seg.") and name.endswith(".jsonl")):
+        return None
+    number, dot, key = name[4:-6].partition(".")
+    if not (dot and number.isdigit() and number.isascii() and _is_key(key)):
+        return None
+    return key
+
+
+class _Locked:
+    """``with spool.locked():`` (a class, not a generator: no ``contextlib`` to import)."""
+
+    __slots__ = ("_lock", "_spool")
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+
+    def __enter__(self) -> None:
+        self._lock = self._spool._enter()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._spool._exit(self._lock)
 
 
 def _size(path: str) -> int:

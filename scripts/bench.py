@@ -1,7 +1,7 @@
 """Benchmarks: issue 12's goals, luxonis-telemetry against the posthog client, in one run.
 
-Run: ``.venv/bin/python scripts/bench.py`` (about 8 minutes on 2 cores;
-``--quick`` about 3). ``--only process capture upload million far exit cli``
+Run: ``.venv/bin/python scripts/bench.py`` (6-8 minutes on 2 cores;
+``--quick`` under 2). ``--only process capture upload million far exit cli``
 runs some parts; ``--only profile`` prints cProfile tables of one
 100,000-event upload and of 1,000 captures (not part of a default run).
 
@@ -381,7 +381,7 @@ for _ in range({rounds}):
     for _ in range({n}):
         client.capture("train.start", distinct_id="d", properties=props)
     rounds.append((time.perf_counter() - started) / {n})
-    client.flush()
+    client.flush(timeout_seconds=None)  # its default gives up after 10 s
 client.shutdown()
 print(json.dumps({{"us": statistics.median(rounds) * 1e6}}))
 """
@@ -510,6 +510,32 @@ def spooled_uuids(env: dict[str, str]) -> Counter[str]:
     return found
 
 
+# What no upload can avoid, per event, on one thread: parse the spooled line,
+# serialise the batch, gzip it (posthog.request gzips with GzipFile's default
+# level 9; the posthog client itself sends uncompressed by default).
+UPLOAD_FLOOR = """
+import gzip, json, os, statistics, time
+folder = os.environ["LUXONIS_TELEMETRY_SPOOL_DIR"]
+lines = []
+for name in sorted(os.listdir(folder)):
+    if name.endswith(".jsonl") and name != "quarantine.jsonl":
+        with open(os.path.join(folder, name), "rb") as spooled:
+            lines.extend(spooled.read().splitlines())
+lines = lines[:{n}]
+def per_event(step):
+    started = time.perf_counter()
+    result = step()
+    return result, (time.perf_counter() - started) / len(lines) * 1e6
+records, loads = per_event(lambda: [json.loads(line) for line in lines])
+batches = [records[i : i + 1000] for i in range(0, len(records), 1000)]
+bodies, dumps = per_event(
+    lambda: [json.dumps({{"api_key": "phc_bench", "batch": batch}}).encode() for batch in batches]
+)
+_, gzip9 = per_event(lambda: [gzip.compress(body, 9) for body in bodies])
+_, gzip1 = per_event(lambda: [gzip.compress(body, 1) for body in bodies])
+print(json.dumps({{"loads": loads, "dumps": dumps, "gzip9": gzip9, "gzip1": gzip1}}))
+"""
+
 UPLOAD_OURS = """
 import json, time
 import posthog.request  # imported before the clock starts, as on the posthog side
@@ -532,7 +558,7 @@ accepted = 0
 for n in range({n}):
     if client.capture("train.start", distinct_id="d", properties=props, timestamp=now):
         accepted += 1
-client.flush()
+client.flush(timeout_seconds=None)  # its default gives up after 10 s
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 print(json.dumps({{"seconds": elapsed, "cpu": cpu, "accepted": accepted}}))
 import os; os._exit(0)
@@ -600,6 +626,9 @@ def bench_upload(bench: Bench) -> None:
         with FakePostHog(keep_events=False) as server:
             env = upload_env(bench.folder / f"upload{attempt}", server.url)
             fill_spool(bench, env, count)
+            if attempt == 0:
+                out, _, _ = run_child(bench, UPLOAD_FLOOR.format(n=20_000), env)
+                floor = json.loads(out)
             ours.append(upload_ours(bench, env, server, count))
             if len(server.uuid_counts()) != count:
                 raise RuntimeError("the receiver did not store every event")
@@ -621,6 +650,13 @@ def bench_upload(bench: Bench) -> None:
     bench.detail(
         f"local upload, medians: ours {cpu_summary(ours)}; posthog {cpu_summary(theirs)} "
         "(the receiver runs in the benchmark's process, on the same 2 cores)"
+    )
+    least = floor["loads"] + floor["dumps"] + floor["gzip9"]
+    bench.detail(
+        f"upload floor, CPU per event on one thread: json.loads of the line {floor['loads']:.1f}"
+        f" + json.dumps of the batch {floor['dumps']:.1f} + gzip level 9 {floor['gzip9']:.1f}"
+        f" (level 1: {floor['gzip1']:.1f}) = {least:.1f} us, at most {1e6 / least:,.0f} events/s;"
+        f" 3x posthog's rate needs <= {1e6 / (3 * theirs_rate):.0f} us of wall per event"
     )
 
 
@@ -917,9 +953,9 @@ def revision() -> str:
     return f"{head} + uncommitted changes to luxonis_telemetry/" if dirty else head
 
 
-def print_table(bench: Bench, started: datetime, elapsed: float, label: str) -> None:
+def print_table(bench: Bench, commit: str, started: datetime, elapsed: float, label: str) -> None:
     print(
-        f"\nluxonis-telemetry benchmark{label}, commit {revision()}, "
+        f"\nluxonis-telemetry benchmark{label}, commit {commit}, "
         f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"{elapsed / 60:.1f} min\n"
     )
@@ -950,6 +986,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = args.only or PARTS
     started, clock = datetime.now(timezone.utc), time.monotonic()
+    commit = revision()  # what the snapshot below copies; the tree may move on meanwhile
     with (
         tempfile.TemporaryDirectory(prefix="lt-bench-") as tmp,
         FakePostHog(keep_events=False) as server,
@@ -970,7 +1007,7 @@ def main() -> None:
             if name in chosen:
                 step(bench)
     label = " (--quick)" if args.quick else ""
-    print_table(bench, started, time.monotonic() - clock, label)
+    print_table(bench, commit, started, time.monotonic() - clock, label)
 
 
 if __name__ == "__main__":

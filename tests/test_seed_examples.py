@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -108,8 +109,8 @@ def test_configuration_records_destination_without_leaking_key(spool_path: Path)
     run(CONFIGURATION)
     [record] = spool_records(spool_path)
     assert "phc_xxx" not in str(record)
-    destinations = (spool_path / "destinations.json").read_text()
-    assert '"endpoint": "https://us.i.posthog.com"' in destinations
+    destinations = json.loads((spool_path / "destinations.json").read_text())
+    assert destinations["libraries"]["luxonis_ml"]["endpoint"] == "https://us.i.posthog.com"
 
 
 def test_cli_instrumentation(spool_path: Path) -> None:
