@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT
+_EXCLUSIVE_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB if fcntl is not None else 0
 
 
 class LockTimeout(OSError):
@@ -56,8 +57,11 @@ class ProcessLock:
         fd = self._fd
         if fd is None:
             fd = self._fd = _fs.open_checked(self.path, _OPEN_FLAGS)
-        if not self._wait(fd, timeout):
-            return False
+        try:  # the usual case, without a call: the lock is free
+            fcntl.flock(fd, _EXCLUSIVE_NOW)
+        except BlockingIOError:
+            if not self._wait(fd, timeout):
+                return False
         if os.fstat(fd).st_nlink == 0:
             # The file was deleted (the whole spool removed?): a lock on it
             # excludes nobody. The caller recreates the folder and retries.
@@ -68,17 +72,15 @@ class ProcessLock:
 
     @staticmethod
     def _wait(fd: int, timeout: float) -> bool:
-        """Poll with growing pauses: a blocking ``flock`` could not be given a deadline."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
+        """Poll with growing pauses: a blocking ``flock`` could not be given a deadline.
+
+        Called once the lock was found held.
+        """
         deadline = time.monotonic() + timeout
         pause = 0.0005
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, _EXCLUSIVE_NOW)
                 return True
             except BlockingIOError:
                 remaining = deadline - time.monotonic()

@@ -70,6 +70,13 @@ class State:
 
 state = State()
 _hooks_registered = False
+forks = 0
+"""How many times this process was forked into (0 in the original process).
+
+Caches that belong to one process (the encoded context, open descriptors)
+compare it to the value they were made with: an attribute read, where
+``os.getpid()`` is a system call on every capture.
+"""
 
 
 def reset() -> None:
@@ -81,20 +88,20 @@ def reset() -> None:
 
 
 def register_process_hooks(exit_hook: Callable[[], None]) -> None:
-    """Register the exit hook and the fork hook, once per process."""
+    """Register the exit hook, once per process (the fork hook is registered at import)."""
     global _hooks_registered  # noqa: PLW0603 - a fact about the process, not the state
     if _hooks_registered:
         return
     import atexit
 
     atexit.register(exit_hook)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=after_fork_in_child)
     _hooks_registered = True
 
 
 def after_fork_in_child() -> None:
     """A forked child gets its own session, descriptors and locks, and records afresh."""
+    global forks  # noqa: PLW0603 - a fact about the process, not the state
+    forks += 1
     current = state
     current.lock = _thread.RLock()
     current.session = None
@@ -102,3 +109,7 @@ def after_fork_in_child() -> None:
         spool.after_fork()
     current.recorded.clear()
     current.exit_worker = None
+
+
+if hasattr(os, "register_at_fork"):  # a cheap registration; it runs only in a forked child
+    os.register_at_fork(after_in_child=after_fork_in_child)

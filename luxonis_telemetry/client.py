@@ -403,11 +403,11 @@ class Telemetry:
 
     def _event_context(self, include_system_metadata: bool) -> tuple[dict[str, Any], Optional[str]]:
         """The event's context, and its JSON when it is the cached base context."""
-        pid = os.getpid()
+        forks = _state.forks  # a forked child gets its own session id
         cached = self._context
-        if cached is None or cached[0] != pid:
+        if cached is None or cached[0] != forks:
             base = self._base_context()
-            cached = self._context = (pid, base, encode_context(base))
+            cached = self._context = (forks, base, encode_context(base))
         if not self._providers and not include_system_metadata:
             return cached[1], cached[2]
         context = dict(cached[1])

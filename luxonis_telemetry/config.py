@@ -35,11 +35,11 @@ __all__ = [
     "TelemetryDefaults",
     "config_dir",
     "decide_mode",
+    "ignored_settings",
     "install_id_path",
     "is_ci",
     "parse_bool",
     "read_dotenv",
-    "relative_settings",
     "running_under_test_or_ci",
     "settings_path",
     "spool_dir",
@@ -51,6 +51,7 @@ DEFAULT_MAX_SPOOL_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_EVENT_AGE_DAYS = 30.0
 MAX_SPOOL_MB_LIMIT = 1024 * 1024  # 1 TiB: anything larger is a typo
 MAX_AGE_DAYS_LIMIT = 3650.0
+EXIT_TIMEOUT_LIMIT = 300.0
 
 ENV_PREFIX = "LUXONIS_TELEMETRY_"
 ENABLED = ENV_PREFIX + "ENABLED"
@@ -594,17 +595,31 @@ def spool_dir(
     return os.path.join(path, "spool") if path else None
 
 
-def relative_settings(environ: Optional[Mapping[str, str]] = None) -> list[str]:
-    """Folder and file variables that were ignored because they are relative (for ``status``)."""
+def ignored_settings(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Settings that were ignored, each with why (for ``status``).
+
+    Relative folders (they would put files wherever a program starts) and
+    numbers that are not a positive size or age within reason (a typo such
+    as ``1e400`` must neither break an import nor go unnoticed).
+    """
     env = os.environ if environ is None else environ
     names = [SPOOL_DIR, CONFIG_DIR, INSTALL_ID_PATH]
     if _uses_xdg():
         names += [variable for variable, _fallback in _XDG.values()]
-    return [
+    found = [
         f"{name}={env[name]!r} is not an absolute path: ignored"
         for name in names
         if _nonempty(env.get(name)) and _absolute(env.get(name)) is None
     ]
+    for name, limit, unit in (
+        (MAX_SPOOL_MB, MAX_SPOOL_MB_LIMIT, "MiB"),
+        (MAX_AGE_DAYS, MAX_AGE_DAYS_LIMIT, "days"),
+        (EXIT_TIMEOUT, EXIT_TIMEOUT_LIMIT, "seconds"),
+    ):
+        raw = _nonempty(env.get(name))
+        if raw is not None and _bounded(raw, limit) is None:
+            found.append(f"{name}={raw!r} is not a number of {unit} up to {limit:g}: ignored")
+    return found
 
 
 _XDG = {"config": ("XDG_CONFIG_HOME", ".config"), "state": ("XDG_STATE_HOME", ".local/state")}

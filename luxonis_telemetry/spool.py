@@ -34,7 +34,7 @@ import os
 import stat
 import time
 
-from . import _destinations, _fs, _log, _quarantine, _spool_state
+from . import _destinations, _fs, _log, _quarantine, _spool_state, _state
 from ._jsonio import dumps_compact, loads
 from ._lock import LockTimeout, ProcessLock
 from ._reader import BadLine, count_lines, iter_records
@@ -212,7 +212,7 @@ class Spool:
         self._ends: dict[str, int] = {}
         self._keys: dict[str, str] = {}
         self._paths: dict[str, str] = {}
-        self._pid = os.getpid()
+        self._forks = _state.forks
         self._ready = False
 
     # -- files and folder -------------------------------------------------
@@ -269,7 +269,7 @@ class Spool:
         in between (a signal handler, a ``__del__`` run by the garbage
         collector) sees the mark and gives up at once.
         """
-        if self._pid != os.getpid():
+        if self._forks != _state.forks:
             self.after_fork()
         me = _thread.get_ident()
         busy = self._busy
@@ -336,7 +336,7 @@ class Spool:
         self._thread_lock = _thread.allocate_lock()
         self._busy = set()
         self._stuck = False
-        self._pid = os.getpid()
+        self._forks = _state.forks
 
     def forget_descriptors(self) -> None:
         """Close our descriptors; used at shutdown and in a forked child."""

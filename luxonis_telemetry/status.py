@@ -30,11 +30,11 @@ from .config import (
     TelemetryConfig,
     config_dir,
     decide_mode,
+    ignored_settings,
     install_id_path,
     is_ci,
     parse_bool,
     read_dotenv,
-    relative_settings,
     settings_path,
 )
 
@@ -83,7 +83,7 @@ def gather_status(
             "notice_marker": os.path.join(folder, "notice_shown") if folder else None,
         },
         "notice_shown": bool(folder and os.path.lexists(os.path.join(folder, "notice_shown"))),
-        "problems": [p for p in (decision.problem,) if p] + relative_settings(env),
+        "problems": [p for p in (decision.problem,) if p] + ignored_settings(env),
         "pending_events": 0,
         "pending_bytes": 0,
         "oldest_pending": None,

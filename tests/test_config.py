@@ -21,11 +21,11 @@ from luxonis_telemetry.config import (
     TelemetryDefaults,
     config_dir,
     decide_mode,
+    ignored_settings,
     install_id_path,
     is_ci,
     parse_bool,
     read_dotenv,
-    relative_settings,
     settings_path,
     spool_dir,
 )
@@ -650,7 +650,7 @@ def test_explicit_folders(tmp_path: Path) -> None:
     assert settings_path(env) == str(tmp_path / "cfg" / "settings.json")
     assert install_id_path(environ=env) == str(tmp_path / "cfg" / "install_id")
     assert spool_dir(environ=env) == str(tmp_path / "sp")
-    assert relative_settings(env) == []
+    assert ignored_settings(env) == []
 
 
 @pytest.mark.parametrize(
@@ -673,7 +673,7 @@ def test_relative_folder_settings_are_refused_and_reported(name: str, home: Path
     config = TelemetryConfig.from_environ(environ=env)
     assert config.spool_dir is None
     assert config.install_id_path is None
-    problems = relative_settings(env)
+    problems = ignored_settings(env)
     assert len(problems) == 1
     assert name in problems[0]
     assert "relative/folder" in problems[0]
@@ -802,3 +802,23 @@ def test_settings_file_permissions_are_not_touched_by_reading(home: Path) -> Non
     path.chmod(0o644)
     assert TelemetryConfig.from_environ(environ={}).mode == "local"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LUXONIS_TELEMETRY_MAX_SPOOL_MB", "1e400"),
+        ("LUXONIS_TELEMETRY_MAX_SPOOL_MB", "-5"),
+        ("LUXONIS_TELEMETRY_MAX_AGE_DAYS", "nan"),
+        ("LUXONIS_TELEMETRY_MAX_AGE_DAYS", "99999999999"),
+        ("LUXONIS_TELEMETRY_EXIT_TIMEOUT", "forever"),
+    ],
+)
+def test_unusable_numbers_are_ignored_and_reported(name: str, value: str) -> None:
+    """Issue 8.19: a huge number never raises, and ``status`` says it was ignored."""
+    env = {name: value}
+    config = TelemetryConfig.from_environ(environ=env)
+    assert config.max_spool_bytes == TelemetryConfig().max_spool_bytes
+    assert config.max_event_age_days == TelemetryConfig().max_event_age_days
+    [problem] = ignored_settings(env)
+    assert problem.startswith(f"{name}={value!r} is not a number of") and "ignored" in problem

@@ -72,7 +72,7 @@ EXPORTS: dict[str, list[str]] = {
         "is_ci",
         "parse_bool",
         "read_dotenv",
-        "relative_settings",
+        "ignored_settings",
         "running_under_test_or_ci",
         "settings_path",
         "spool_dir",

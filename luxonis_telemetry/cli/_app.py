@@ -184,7 +184,11 @@ def parse_since(text: str, now: Optional[datetime] = None) -> datetime:
         try:
             return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
         except (OverflowError, ValueError):
-            return datetime.min.replace(tzinfo=timezone.utc)
+            raise CliError(
+                f"--since {text.strip()[:40]!r} reaches back before the year 1; "
+                "use a smaller age or a date",
+                2,
+            ) from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
