@@ -28,6 +28,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_BACKOFF_AHEAD",
     "STATE_FILE",
+    "DropCounter",
     "SpoolState",
     "load_state",
     "update_state",
@@ -224,3 +225,52 @@ def update_state(folder: str, change: Callable[[SpoolState], None]) -> SpoolStat
     # not sorted: the order of `bundles` is their recency
     _fs.atomic_write(path, dumps_compact(out).encode())
     return state
+
+
+class DropCounter:
+    """Drops not yet persisted; kept in memory while the disk refuses them.
+
+    Counted exactly even when a signal handler or a finalizer counts a drop
+    in the middle of another count on the same thread: ``add`` is one
+    ``list.append`` (no read-modify-write a handler could interleave with)
+    and ``take`` swaps the containers without a call in between, where
+    CPython could run a handler or switch threads. Long lists are folded
+    into per-reason totals, so memory stays bounded while drops pile up.
+    """
+
+    __slots__ = ("_folded", "_pending")
+
+    _FOLD_AT = 1024
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, int]] = []
+        self._folded: dict[str, int] = {}
+
+    def add(self, reason: str, count: int = 1) -> None:
+        self._pending.append((reason, count))
+        if len(self._pending) > self._FOLD_AT:
+            pending = self._pending
+            self._pending = []
+            _fold(self._folded, pending)
+
+    def __bool__(self) -> bool:
+        return bool(self._pending or self._folded)
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        """A snapshot of the counts, by reason."""
+        return _fold(dict(self._folded), list(self._pending))
+
+    def take(self) -> dict[str, int]:
+        """The counts, removed from this counter."""
+        pending = self._pending
+        self._pending = []
+        folded = self._folded
+        self._folded = {}
+        return _fold(folded, pending)
+
+
+def _fold(totals: dict[str, int], pending: list[tuple[str, int]]) -> dict[str, int]:
+    for reason, count in pending:
+        totals[reason] = totals.get(reason, 0) + count
+    return totals

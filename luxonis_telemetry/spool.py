@@ -35,9 +35,20 @@ import stat
 import time
 
 from . import _destinations, _fs, _log, _quarantine, _spool_state, _state
-from ._jsonio import dumps_compact, loads
 from ._lock import LockTimeout, ProcessLock
 from ._reader import BadLine, count_lines, iter_records
+from ._segments import (
+    Segment,
+    active_key,
+    file_mtime,
+    file_size,
+    library_key,
+    read_position,
+    refused,
+    segment_key,
+    write_position,
+)
+from ._spool_state import DropCounter
 
 TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
 if TYPE_CHECKING:
@@ -58,7 +69,6 @@ __all__ = [
 
 LOCK_TIMEOUT = 2.0
 _KEEP_OPEN = os.name != "nt"  # Windows cannot rename a file others hold open
-_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 class SpoolError(OSError):
@@ -80,113 +90,6 @@ def _still_on() -> bool:
     return decide_mode("on", os.environ, read_dotenv()).mode != "off"
 
 
-def library_key(library: str) -> str:
-    """A file-name-safe, stable key for a library name."""
-    if _is_key(library):
-        return library
-    import hashlib
-
-    return "h" + hashlib.sha1(library.encode("utf-8", "replace")).hexdigest()[:16]  # noqa: S324
-
-
-class Segment:
-    """A sealed file of one library's events, delivered front to back.
-
-    ``start`` is the first byte not yet confirmed; ``acked`` are byte ranges
-    after it that a server already accepted (batches confirmed out of order
-    when an earlier one failed), skipped so they are not sent again.
-    """
-
-    __slots__ = ("acked", "key", "path", "size", "start")
-
-    def __init__(
-        self, path: str, key: str, size: int, start: int, acked: Sequence[tuple[int, int]] = ()
-    ) -> None:
-        self.path = path
-        self.key = key
-        self.size = size
-        self.start = start
-        self.acked = tuple(acked)
-
-    def __repr__(self) -> str:
-        return f"Segment({os.path.basename(self.path)!r}, start={self.start}, size={self.size})"
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-    @property
-    def pending_bytes(self) -> int:
-        return max(0, self.size - self.start - sum(end - begin for begin, end in self.acked))
-
-    def pending_lines(self) -> int:
-        """Lines still to deliver: after ``start``, outside the acknowledged ranges."""
-        acked = sum(count_lines(self.path, begin, end) for begin, end in self.acked)
-        return max(0, count_lines(self.path, self.start) - acked)
-
-    def records(self) -> Iterator[tuple[int, int, Item]]:
-        """``(begin, end, record or BadLine)`` of every line still to deliver."""
-        begin = self.start
-        acked = self.acked
-        for end, item in iter_records(self.path, self.start):
-            if not any(low <= begin and end <= high for low, high in acked):
-                yield begin, end, item
-            begin = end
-
-    def exists(self) -> bool:
-        """False once the segment was purged or fully delivered by someone else."""
-        return os.path.lexists(self.path)
-
-
-class _DropCounter:
-    """Drops not yet persisted; kept in memory while the disk refuses them.
-
-    Counted exactly even when a signal handler or a finalizer counts a drop
-    in the middle of another count on the same thread: ``add`` is one
-    ``list.append`` (no read-modify-write a handler could interleave with)
-    and ``take`` swaps the containers without a call in between, where
-    CPython could run a handler or switch threads. Long lists are folded
-    into per-reason totals, so memory stays bounded while drops pile up.
-    """
-
-    __slots__ = ("_folded", "_pending")
-
-    _FOLD_AT = 1024
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[str, int]] = []
-        self._folded: dict[str, int] = {}
-
-    def add(self, reason: str, count: int = 1) -> None:
-        self._pending.append((reason, count))
-        if len(self._pending) > self._FOLD_AT:
-            pending = self._pending
-            self._pending = []
-            _fold(self._folded, pending)
-
-    def __bool__(self) -> bool:
-        return bool(self._pending or self._folded)
-
-    @property
-    def by_reason(self) -> dict[str, int]:
-        """A snapshot of the counts, by reason."""
-        return _fold(dict(self._folded), list(self._pending))
-
-    def take(self) -> dict[str, int]:
-        """The counts, removed from this counter."""
-        pending = self._pending
-        self._pending = []
-        folded = self._folded
-        self._folded = {}
-        return _fold(folded, pending)
-
-
-def _fold(totals: dict[str, int], pending: list[tuple[str, int]]) -> dict[str, int]:
-    for reason, count in pending:
-        totals[reason] = totals.get(reason, 0) + count
-    return totals
-
-
 class Spool:
     """A spool folder; one instance per process and path does the appending."""
 
@@ -201,7 +104,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_days * 86400.0
         self.segment_bytes = min(4 * 1024 * 1024, max(16 * 1024, max_bytes // 16))
-        self.unsaved_drops = _DropCounter()
+        self.unsaved_drops = DropCounter()
         self._thread_lock = _thread.allocate_lock()
         # threads inside (or entering) the locked section; a thread found here
         # again is re-entering from a signal handler or a finalizer
@@ -451,7 +354,7 @@ class Spool:
 
     def _seal_locked(self, key: str) -> None:
         source = self.file(f"active.{key}.jsonl")
-        if _fs.problem(source) is not None or _size(source) == 0:
+        if _fs.problem(source) is not None or file_size(source) == 0:
             return
         target = self.file(f"seg.{time.time_ns():020d}.{key}.jsonl")
         if _KEEP_OPEN:
@@ -463,7 +366,7 @@ class Spool:
         """Turn every non-empty active file into a segment (the uploader's claim)."""
         with self.locked():
             for name in self._names():
-                key = _active_key(name)
+                key = active_key(name)
                 if key is not None:
                     self._seal_locked(key)
             self._enforce_caps_locked()
@@ -478,12 +381,12 @@ class Spool:
         cutoff = now - self.max_age_seconds
         kept: list[Segment] = []
         for segment in self.segments():
-            if _mtime(segment.path) < cutoff:
+            if file_mtime(segment.path) < cutoff:
                 self._drop_segment_locked(segment, "age_cap")
             else:
                 kept.append(segment)
-        total = sum(s.size for s in kept) + _size(self.file(_quarantine.QUARANTINE_FILE))
-        total += sum(_size(path) for path in self.active_files())
+        total = sum(s.size for s in kept) + file_size(self.file(_quarantine.QUARANTINE_FILE))
+        total += sum(file_size(path) for path in self.active_files())
         while kept and total > self.max_bytes:
             oldest = kept.pop(0)
             self._drop_segment_locked(oldest, "size_cap")
@@ -493,7 +396,7 @@ class Spool:
         """Temp files of crashed writers and positions of vanished segments."""
         names = set(self._names())
         for name in names:
-            stale_tmp = name.endswith(".tmp") and _mtime(self.file(name)) < now - 60
+            stale_tmp = name.endswith(".tmp") and file_mtime(self.file(name)) < now - 60
             orphan_pos = name.endswith(".jsonl.pos") and name[: -len(".pos")] not in names
             if stale_tmp or orphan_pos:
                 _fs.remove(self.file(name))
@@ -538,14 +441,14 @@ class Spool:
         """Sealed segments (regular files of ours), oldest first, from the first byte to send."""
         found = []
         for name in self._names():
-            key = _segment_key(name)
+            key = segment_key(name)
             if key is None:
                 continue
             path = self.file(name)
-            if _refused(path):
+            if refused(path):
                 continue
-            size = _size(path)
-            start, acked = _read_position(path + ".pos")
+            size = file_size(path)
+            start, acked = read_position(path + ".pos")
             found.append(Segment(path, key, size, min(size, start), acked))
         return found
 
@@ -554,7 +457,7 @@ class Spool:
         return [
             self.file(name)
             for name in self._names()
-            if _active_key(name) is not None and not _refused(self.file(name))
+            if active_key(name) is not None and not refused(self.file(name))
         ]
 
     def iter_pending(self) -> Iterator[Item]:
@@ -568,7 +471,7 @@ class Spool:
 
     def pending_bytes(self) -> int:
         return sum(s.pending_bytes for s in self.segments()) + sum(
-            _size(p) for p in self.active_files()
+            file_size(p) for p in self.active_files()
         )
 
     def count_pending(self, keys: Optional[set[str]] = None) -> int:
@@ -614,15 +517,8 @@ class Spool:
         a purge must leave no file behind.
         """
         with self.locked():
-            if not segment.exists():
-                return
-            ranges = [(a, b) for a, b in acked if b > offset]
-            if offset >= segment.size or (ranges and _covers(offset, ranges, segment.size)):
-                _fs.remove(segment.path)
-                _fs.remove(segment.path + ".pos")
-                return
-            data: Any = {"pos": offset, "acked": ranges} if ranges else offset
-            _fs.atomic_write(segment.path + ".pos", dumps_compact(data).encode())
+            if segment.exists():
+                write_position(segment, offset, acked)
 
     def quarantine(self, entries: Sequence[dict[str, Any]]) -> None:
         """Keep lines we will not send where a person can look at them."""
@@ -703,52 +599,6 @@ class Spool:
             _destinations.record(self.path, library, destination)
 
 
-def _covers(offset: int, ranges: Sequence[tuple[int, int]], size: int) -> bool:
-    """Whether ``[offset, size)`` is entirely inside the sorted acknowledged ``ranges``."""
-    position = offset
-    for begin, end in sorted(ranges):
-        if begin > position:
-            return False
-        position = max(position, end)
-    return position >= size
-
-
-def _read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
-    """A ``.pos`` file: the first undelivered byte, and ranges acknowledged after it."""
-    raw = _fs.read_limited(path, 64 * 1024)
-    if not raw:
-        return 0, []
-    try:
-        data = loads(raw)
-    except (ValueError, RecursionError):
-        return 0, []
-    if isinstance(data, int) and not isinstance(data, bool):
-        return max(0, data), []
-    if not isinstance(data, dict) or not isinstance(data.get("pos"), int):
-        return 0, []
-    ranges = []
-    for pair in data.get("acked") or ():
-        if (
-            isinstance(pair, list)
-            and len(pair) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
-            and 0 <= pair[0] < pair[1]
-        ):
-            ranges.append((pair[0], pair[1]))
-    return max(0, data["pos"]), ranges
-
-
-def _refused(path: str) -> bool:
-    """Whether ``path`` is not a regular file of ours with one link (noted for ``status``)."""
-    if _fs.problem(path) is None:
-        return False
-    try:  # opening without blocking proves it and notes it in the unsafe files
-        os.close(_fs.open_checked(path))
-    except OSError:
-        return True
-    return False
-
-
 def _last_byte(fd: int, end: int) -> bytes:
     if hasattr(os, "pread"):
         return os.pread(fd, 1, end - 1)
@@ -769,29 +619,6 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _is_key(name: str) -> bool:
-    """A library name usable as is in file names: 1-48 of ``[A-Za-z0-9_-]``."""
-    return 0 < len(name) <= 48 and _KEY_CHARACTERS.issuperset(name)
-
-
-def _active_key(name: str) -> Optional[str]:
-    """The library key of an ``active.<key>.jsonl`` file name, else ``None``."""
-    if name.startswith("active.") and name.endswith(".jsonl"):
-        key = name[7:-6]
-        return key if _is_key(key) else None
-    return None
-
-
-def _segment_key(name: str) -> Optional[str]:
-    """The library key of a ``seg.<digits>.<key>.jsonl`` file name, else ``None``."""
-    if not (name.startswith("seg.") and name.endswith(".jsonl")):
-        return None
-    number, dot, key = name[4:-6].partition(".")
-    if not (dot and number.isdigit() and number.isascii() and _is_key(key)):
-        return None
-    return key
-
-
 class _Locked:
     """``with spool.locked():`` (a class, not a generator: no ``contextlib`` to import)."""
 
@@ -807,15 +634,3 @@ class _Locked:
         self._spool._exit(self._lock)
 
 
-def _size(path: str) -> int:
-    try:
-        return os.stat(path, follow_symlinks=False).st_size
-    except OSError:
-        return 0
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path, follow_symlinks=False).st_mtime
-    except OSError:
-        return time.time()
