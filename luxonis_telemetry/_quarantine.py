@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from typing import Any
 
-__all__ = ["QUARANTINE_FILE", "append_entries", "iter_entries", "quarantine_limit"]
+__all__ = [
+    "ENTRY_VERSION","QUARANTINE_FILE", "append_entries", "iter_entries", "quarantine_limit"]
 
 QUARANTINE_FILE = "quarantine.jsonl"
+ENTRY_VERSION = 1
 _MAX_SHOWN = 64 * 1024
 
 
@@ -31,7 +33,8 @@ def quarantine_limit(max_spool_bytes: int) -> int:
 
 
 def _entry_line(entry: dict[str, Any]) -> bytes:
-    """One quarantine line; a value JSON cannot hold is shown by its ``str``."""
+    """One quarantine line (with its format version); a value JSON cannot hold is its ``str``."""
+    entry = {"v": ENTRY_VERSION, **entry}
     try:
         return dumps_compact(entry).encode() + b"\n"
     except (TypeError, ValueError):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._reader import Item
 
 __all__ = [
+    "POSITION_VERSION",
     "Segment",
     "active_key",
     "covers",
@@ -38,6 +39,7 @@ __all__ = [
     "write_position",
 ]
 
+POSITION_VERSION = 1
 _KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -141,10 +143,12 @@ def read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
         data = loads(raw)
     except (ValueError, RecursionError):
         return 0, []
-    if isinstance(data, int) and not isinstance(data, bool):
+    if isinstance(data, int) and not isinstance(data, bool):  # the first release's form
         return max(0, data), []
     if not isinstance(data, dict) or not isinstance(data.get("pos"), int):
         return 0, []
+    if data.get("v", POSITION_VERSION) != POSITION_VERSION:
+        return 0, []  # a newer format: resend from the start rather than skip what we misread
     ranges = []
     for pair in data.get("acked") or ():
         if (
@@ -193,6 +197,8 @@ def write_position(segment: Segment, offset: int, acked: Sequence[tuple[int, int
         _fs.remove(segment.path)
         _fs.remove(segment.path + ".pos")
         return True
-    data: object = {"pos": offset, "acked": ranges} if ranges else offset
+    data: dict[str, object] = {"v": POSITION_VERSION, "pos": offset}
+    if ranges:
+        data["acked"] = ranges
     _fs.atomic_write(segment.path + ".pos", dumps_compact(data).encode())
     return False

@@ -127,3 +127,11 @@ def test_an_unsafe_quarantine_file_is_neither_written_nor_read(
     planted = tmp_path / "victim.txt"
     if planted.exists():
         assert planted.read_text() == "precious\n"
+
+
+def test_every_entry_carries_its_format_version(tmp_path: Path) -> None:
+    from luxonis_telemetry._quarantine import ENTRY_VERSION, append_entries, iter_entries
+
+    append_entries(str(tmp_path), [{"reason": "r", "record": {"a": 1}}], 1 << 20)
+    [line] = list(iter_entries(str(tmp_path)))
+    assert json.loads(line) == {"v": ENTRY_VERSION, "reason": "r", "record": {"a": 1}}

@@ -712,3 +712,16 @@ def test_sealing_and_committing_while_others_append_loses_and_repeats_nothing(
     assert len(delivered) == 6000
     assert sorted(delivered) == sorted((str(w), n) for w in range(4) for n in range(1500))
     assert events(uploader) == []
+
+
+def test_position_files_carry_their_format_version(tmp_path: Path) -> None:
+    """Issue 11.1: a ``.pos`` of a newer format is not trusted: the segment is resent whole."""
+    from luxonis_telemetry._segments import POSITION_VERSION, read_position
+
+    path = tmp_path / "seg.pos"
+    path.write_text(json.dumps({"v": POSITION_VERSION, "pos": 7, "acked": [[10, 20]]}))
+    assert read_position(str(path)) == (7, [(10, 20)])
+    path.write_text("12")  # the first release wrote a bare number
+    assert read_position(str(path)) == (12, [])
+    path.write_text(json.dumps({"v": POSITION_VERSION + 1, "pos": 7}))
+    assert read_position(str(path)) == (0, [])
