@@ -27,7 +27,7 @@ from .redaction import sanitize_properties
 from .singleton import get_or_init, get_telemetry, initialize_telemetry, shutdown_on_exit
 from .suppression import is_suppressed, suppress_telemetry
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from typing import Any
 

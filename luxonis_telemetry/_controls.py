@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from . import _fs, _settings, _state
 from .config import APP_NAME, config_dir, install_id_path
 
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

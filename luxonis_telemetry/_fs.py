@@ -19,7 +19,7 @@ import stat
 
 from . import _state
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from typing import Optional
 

@@ -18,7 +18,7 @@ import time
 from . import _fs, _log, _state
 from ._ids import is_uuid, new_uuid4
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from typing import Optional
 

@@ -17,7 +17,7 @@ from . import _fs
 from ._jsonio import dumps_compact, loads
 from ._reader import count_lines, iter_records
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from typing import Optional

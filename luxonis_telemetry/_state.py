@@ -13,7 +13,7 @@ import os
 
 from ._ids import new_uuid4
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Optional

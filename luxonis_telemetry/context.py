@@ -18,7 +18,7 @@ import sys
 from ._fs import read_regular
 from .config import IS_LUXONIS_CLOUD, is_ci, parse_bool
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from typing import Any, Optional
 

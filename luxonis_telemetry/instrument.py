@@ -26,7 +26,7 @@ import time
 
 from . import _log
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, Optional, TypeVar

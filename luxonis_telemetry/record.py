@@ -14,7 +14,7 @@ import time
 from ._ids import new_uuid4
 from ._jsonio import dumps_compact, loads, string
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Optional, TypedDict

@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from . import _fs, _quarantine, _spool_state, _state
 from ._destinations import DESTINATIONS_FILE
@@ -38,6 +38,7 @@ from .config import (
     settings_path,
 )
 
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

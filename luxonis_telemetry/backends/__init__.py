@@ -7,7 +7,7 @@ this package costs nothing on the capture path.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from typing import Any
 

@@ -10,10 +10,11 @@ environment says (opt-outs included). ``suppress_telemetry`` still applies.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _state
 
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
