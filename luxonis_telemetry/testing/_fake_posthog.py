@@ -29,7 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-TYPE_CHECKING = False  # importing typing costs ~2 ms; type checkers know this name
+TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Optional, Union
