@@ -5,9 +5,11 @@ backend once, remembers which destinations cannot be built (no key,
 unknown backend) or have failed in this run, and sends a batch with
 retries for transient failures (honouring ``Retry-After``) as long as the
 run's deadline allows. Batches run on a few daemon worker threads, so
-several can be on the wire at once for a far-away server, while a backend
-that blocks forever can never hold the process: the run stops waiting at
-its deadline and daemon threads do not delay exit.
+several can be on the wire at once for a far-away server, and a backend's
+own work on a batch (the PostHog backend encodes and gzips it) runs there,
+off the thread that reads the spool; a backend that blocks forever can never
+hold the process: the run stops waiting at its deadline and daemon threads
+do not delay exit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["MAX_ATTEMPTS", "MAX_IN_FLIGHT", "Deliverer", "Job"]
 
 MAX_ATTEMPTS = 3
+# Batches on the wire at once (one worker thread each). Measured on 2 cores: a local
+# server gains nothing past 3-4 (the GIL, not the wire, bounds it), a server 100 ms
+# away goes 20x posthog's rate with 4 and ~25x with 8, for ~4 MB more memory a worker.
 MAX_IN_FLIGHT = 4
 MAX_REQUEST_SECONDS = 10.0
 _LOCAL_ONLY = ("noop", "stdout")  # debug output at capture, never an upload destination

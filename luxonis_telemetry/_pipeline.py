@@ -3,18 +3,26 @@
 A source (a spool segment, or a bundle) is read front to back and cut into
 chunks: a batch of events for one destination plus the lines before it
 that will never be sent (corrupt, oversized, refused by PostHog's rules,
-too old). Several chunks may be on the wire at once; they complete in
-order, and the source's delivered position advances only over a prefix of
-completed chunks, so a crash at any moment costs at most a resend of what
-was in flight. A chunk acknowledged after an earlier one failed is recorded
-as an acknowledged range and skipped next time: nothing accepted is sent
-again when that can be known. A batch the server refuses as a whole (400,
-413) is split until the events it refuses are found; only those are
-quarantined.
+too old). Several chunks may be on the wire at once, across sources (the
+window does not drain at the end of each segment); they complete in the
+order they were handed over, and each source's delivered position advances
+only over a prefix of its completed chunks, so a crash at any moment costs
+at most a resend of what was in flight. A chunk acknowledged after an
+earlier one failed is recorded as an acknowledged range and skipped next
+time: nothing accepted is sent again when that can be known. A batch the
+server refuses as a whole (400, 413) is split until the events it refuses
+are found; only those are quarantined.
+
+Reading and cutting run on the caller's thread, at every event, so they
+avoid work the answer does not need: the uuid is matched against its
+canonical spelling first, the capture time is compared as text with the
+cut-offs when it is written as we write it, and the destination is looked
+up again only when the library changes.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
@@ -39,6 +47,7 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "Chunk",
     "Pipeline",
+    "Source",
     "Tally",
     "bad_line_entry",
     "chunk_stream",
@@ -48,6 +57,10 @@ BATCH_EVENTS = 1000
 BATCH_BYTES = 4 * 1024 * 1024  # PostHog takes up to 20 MiB per request
 MAX_EVENT_BYTES = 900 * 1024  # PostHog refuses events over ~1 MB
 HISTORICAL_AFTER = timedelta(hours=48)
+# The canonical spelling (every uuid we make); others go through ``is_uuid``'s full rules.
+_canonical_uuid = re.compile(
+    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
 _GRACE = 1.0  # seconds past the deadline we still wait for a batch in flight
 
 
@@ -97,6 +110,31 @@ def _parse_time(text: str) -> Optional[datetime]:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
 
 
+def _cutoff(now: datetime, age: timedelta) -> str:
+    """``now - age`` as ``datetime.isoformat`` writes it in UTC (``""``: before any date)."""
+    try:
+        return (now - age).astimezone(timezone.utc).isoformat()
+    except OverflowError:
+        return ""
+
+
+def _utc_layout(text: str) -> bool:
+    """Whether ``text`` is laid out as ``isoformat`` writes a UTC time, to the microsecond or not.
+
+    For such text, string order is time order when it is a valid time; and
+    text that is not a valid time is neither too old nor historical, so a
+    string comparison with a cut-off written the same way answers like parsing.
+    """
+    size = len(text)
+    return (
+        (size == 25 or (size == 32 and text[19] == "."))
+        and text.endswith("+00:00")
+        and text[4] == text[7] == "-"
+        and text[10] == "T"
+        and text[13] == text[16] == ":"
+    )
+
+
 def _refusal(record: Record) -> Optional[str]:
     """Why PostHog would refuse the whole request for this event, if it would."""
     if not is_uuid(record["uuid"]):
@@ -117,43 +155,67 @@ def chunk_stream(
     max_age: timedelta,
     now: datetime,
 ) -> Iterator[Chunk]:
-    """Cut ``(begin, end, record or BadLine)`` items into chunks (see the module doc)."""
+    """Cut ``(begin, end, record or BadLine)`` items into chunks (see the module doc).
+
+    An event that plainly meets PostHog's rules (canonical uuid, non-blank
+    names, captured after both cut-offs in our own UTC layout) is recognised
+    without the full checks; any other goes through them all.
+    """
+    recent = max(_cutoff(now, max_age), _cutoff(now, HISTORICAL_AFTER))
     chunk: Optional[Chunk] = None
+    records: list[Record] = []
     batch_bytes = 0
+    library: Optional[str] = None
+    destination: Optional[Destination] = None
     for begin, end, item in items:
         if chunk is None:
             chunk = Chunk(begin)
+            records = chunk.records
         size = end - begin
         if isinstance(item, BadLine):
             chunk.quarantine.append(bad_line_entry(item, source))
             tally.failed += 1
             chunk.end = end
             continue
-        why = "event over 900 KiB" if size > MAX_EVENT_BYTES else _refusal(item)
-        if why is not None:
-            chunk.quarantine.append({"reason": why, "source": source, "record": _head(item)})
-            tally.failed += 1
-            chunk.end = end
-            continue
-        stamp = _parse_time(item["timestamp"])
-        if stamp is not None and now - stamp > max_age:
-            tally.skipped += 1
-            chunk.end = end
-            continue
-        destination = route(item["library"])
-        historical = stamp is not None and now - stamp > HISTORICAL_AFTER
-        if chunk.records and (
-            destination != chunk.destination
+        if not (
+            size <= MAX_EVENT_BYTES
+            and _canonical_uuid(item["uuid"]) is not None
+            and item["distinct_id"].strip()
+            and item["event"].strip()
+        ):
+            why = "event over 900 KiB" if size > MAX_EVENT_BYTES else _refusal(item)
+            if why is not None:
+                chunk.quarantine.append({"reason": why, "source": source, "record": _head(item)})
+                tally.failed += 1
+                chunk.end = end
+                continue
+        timestamp = item["timestamp"]
+        if timestamp >= recent and _utc_layout(timestamp):
+            historical = False
+        else:
+            stamp = _parse_time(timestamp)
+            if stamp is not None and now - stamp > max_age:
+                tally.skipped += 1
+                chunk.end = end
+                continue
+            historical = stamp is not None and now - stamp > HISTORICAL_AFTER
+        if item["library"] != library:
+            library = item["library"]
+            destination = route(library)
+        if records and (
+            (destination is not chunk.destination and destination != chunk.destination)
             or historical != chunk.historical
-            or len(chunk.records) >= BATCH_EVENTS
+            or len(records) >= BATCH_EVENTS
             or batch_bytes + size > BATCH_BYTES
         ):
             yield chunk
             chunk = Chunk(begin)
+            records = chunk.records
             batch_bytes = 0
-        chunk.destination = destination
-        chunk.historical = historical
-        chunk.records.append(item)
+        if not records:
+            chunk.destination = destination
+            chunk.historical = historical
+        records.append(item)
         chunk.spans.append((begin, end))
         chunk.end = end
         batch_bytes += size
@@ -176,13 +238,45 @@ def _head(record: Record) -> dict[str, Any]:
     return {key: record.get(key) for key in ("uuid", "timestamp", "event", "library", "type")}
 
 
-class Pipeline:
-    """Delivers the chunks of one source with several in flight, committing in order.
+class Source:
+    """One file delivered front to back (a spool segment, a bundle) and how far it went.
 
-    ``commit(position, acked)`` persists that everything before ``position``
-    and inside the ``acked`` ranges left the source; ``quarantine(entries)``
-    keeps what will never be sent; ``should_stop()`` returns a reason to stop
-    before the next batch (deadline, purge, opt-out) or ``None``.
+    ``chunks`` cut it (see :func:`chunk_stream`); ``start`` and ``acked`` are
+    what earlier runs delivered (the chunks skip those ranges), kept in every
+    commit, or a later commit would forget them and their events would be
+    sent again. ``commit(position, acked)`` persists that everything before
+    ``position`` and inside the ``acked`` ranges left the source;
+    ``should_stop()`` returns a reason to stop the run before the source's
+    next batch (deadline, purge, opt-out) or ``None``.
+    """
+
+    __slots__ = ("acked", "blocked", "chunks", "commit", "position", "should_stop")
+
+    def __init__(
+        self,
+        chunks: Iterable[Chunk],
+        *,
+        start: int,
+        acked: Iterable[tuple[int, int]] = (),
+        commit: Callable[[int, list[tuple[int, int]]], None],
+        should_stop: Callable[[], Optional[str]],
+    ) -> None:
+        self.chunks = chunks
+        self.position = start
+        self.acked = list(acked)
+        self.commit = commit
+        self.should_stop = should_stop
+        self.blocked = False  # a chunk failed: later successes become acknowledged ranges
+
+
+class Pipeline:
+    """Delivers the chunks of several sources with batches in flight, committing in order.
+
+    One window of batches in flight spans the whole run: the first batches of
+    the next source go out while the last ones of the previous source are
+    still on the wire. Chunks complete in the order they were handed over, so
+    each source commits in order. ``quarantine(entries)`` keeps what will
+    never be sent.
     """
 
     def __init__(
@@ -190,54 +284,44 @@ class Pipeline:
         deliverer: Deliverer,
         tally: Tally,
         *,
-        commit: Callable[[int, list[tuple[int, int]]], None],
         quarantine: Callable[[list[dict[str, Any]]], None],
-        should_stop: Callable[[], Optional[str]],
         progress: Optional[Callable[[int], None]] = None,
     ) -> None:
         self.deliverer = deliverer
         self.tally = tally
-        self._commit = commit
         self._quarantine = quarantine
-        self._should_stop = should_stop
         self._progress = progress
-        self._in_flight: deque[tuple[Chunk, Optional[Job]]] = deque()
-        self._position = 0
-        self._acked: list[tuple[int, int]] = []
-        self._blocked = False  # a chunk failed: later successes become acknowledged ranges
+        self._in_flight: deque[tuple[Source, Chunk, Optional[Job]]] = deque()
 
-    def run(
-        self, chunks: Iterable[Chunk], start: int, acked: Iterable[tuple[int, int]] = ()
-    ) -> bool:
-        """Deliver ``chunks``; True when the whole source left the spool.
+    def run(self, sources: Iterable[Source]) -> None:
+        """Deliver the sources in turn; returns when every batch handed over completed."""
+        for source in sources:
+            if not self._feed(source):
+                break
+        self._drain(0)
 
-        ``start`` and ``acked`` are what earlier runs delivered (the chunks
-        skip those ranges); they are kept in every commit, or a later commit
-        would forget them and their events would be sent again.
+    def _feed(self, source: Source) -> bool:
+        """Hand over the source's chunks; False when the whole run must stop.
+
+        A destination that cannot take batches (no backend, failed in this
+        run) leaves the rest of the source pending; later sources may still go.
         """
-        self._position = start
-        self._acked = list(acked)
-        finished = True
-        for chunk in chunks:
-            reason = self._should_stop()
+        for chunk in source.chunks:
+            reason = source.should_stop()
             if reason is not None:
                 self.tally.error = self.tally.error or reason
-                finished = False
-                break
+                return False
             job: Optional[Job] = None
             if chunk.records:
                 destination = chunk.destination
                 assert destination is not None  # noqa: S101 - set with the first record
                 if not self._usable(destination, chunk):
-                    finished = False
-                    break
-                depth = self.deliverer.depth(destination)
-                self._drain(depth - 1)
+                    return True
+                self._drain(self.deliverer.depth(destination) - 1)
                 job = self.deliverer.submit(destination, chunk.records, chunk.historical)
-            self._in_flight.append((chunk, job))
+            self._in_flight.append((source, chunk, job))
             self._drain_done()
-        self._drain(0)
-        return finished and not self._blocked
+        return True
 
     def _usable(self, destination: Destination, chunk: Chunk) -> bool:
         library = chunk.records[0]["library"]
@@ -251,7 +335,7 @@ class Pipeline:
         return False
 
     def _drain_done(self) -> None:
-        while self._in_flight and (self._in_flight[0][1] is None or self._in_flight[0][1].done()):
+        while self._in_flight and (self._in_flight[0][2] is None or self._in_flight[0][2].done()):
             self._complete(*self._in_flight.popleft())
 
     def _drain(self, keep: int) -> None:
@@ -259,13 +343,13 @@ class Pipeline:
         while len(self._in_flight) > keep:
             self._complete(*self._in_flight.popleft())
 
-    def _complete(self, chunk: Chunk, job: Optional[Job]) -> None:
+    def _complete(self, source: Source, chunk: Chunk, job: Optional[Job]) -> None:
         delivered: list[tuple[int, int]] = list(chunk.spans)
         refused: list[dict[str, Any]] = []
         if job is not None:
             wait = self.deliverer.deadline - time.monotonic() + _GRACE
             if not job.wait(wait):
-                self._fail(chunk, DeliveryError("no answer within the time budget"), [])
+                self._fail(source, chunk, DeliveryError("no answer within the time budget"), [])
                 return
             error = job.error
             if error is not None:
@@ -273,14 +357,14 @@ class Pipeline:
                     error = DeliveryError(f"{type(error).__name__}: {error}")
                 delivered, refused, failure = self._recover(chunk, error)
                 if failure is not None:
-                    self._fail(chunk, failure, delivered)
+                    self._fail(source, chunk, failure, delivered)
                     return
             self.tally.sent += len(delivered)
             self.tally.failed += len(refused)
             if self._progress is not None:
                 self._progress(len(chunk.records))
         self._quarantine(chunk.quarantine + refused)
-        self._advance(chunk)
+        self._advance(source, chunk)
 
     def _recover(
         self, chunk: Chunk, error: DeliveryError
@@ -336,7 +420,13 @@ class Pipeline:
     def _refused(chunk: Chunk, index: int, reason: str) -> dict[str, Any]:
         return {"reason": reason, "record": chunk.records[index]}
 
-    def _fail(self, chunk: Chunk, error: DeliveryError, delivered: list[tuple[int, int]]) -> None:
+    def _fail(
+        self,
+        source: Source,
+        chunk: Chunk,
+        error: DeliveryError,
+        delivered: list[tuple[int, int]],
+    ) -> None:
         """The chunk stays pending (except what was delivered); later ones may still go."""
         destination = chunk.destination
         assert destination is not None  # noqa: S101
@@ -349,13 +439,14 @@ class Pipeline:
             self.tally.reasons.setdefault(library, f"{destination.describe()}: {error}")
         if delivered:
             self.tally.sent += len(delivered)
-            self._acked.extend(delivered)
-            self._commit(self._position, self._acked)
-        self._blocked = True
+            source.acked.extend(delivered)
+            source.commit(source.position, source.acked)
+        source.blocked = True
 
-    def _advance(self, chunk: Chunk) -> None:
-        if self._blocked:
-            self._acked.append((chunk.begin, chunk.end))
+    @staticmethod
+    def _advance(source: Source, chunk: Chunk) -> None:
+        if source.blocked:
+            source.acked.append((chunk.begin, chunk.end))
         else:
-            self._position = chunk.end
-        self._commit(self._position, self._acked)
+            source.position = chunk.end
+        source.commit(source.position, source.acked)

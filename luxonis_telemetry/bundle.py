@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import _fs
 from ._delivery import Deliverer
 from ._errors import TelemetryError
-from ._pipeline import Pipeline, Tally, bad_line_entry, chunk_stream
+from ._pipeline import Pipeline, Source, Tally, bad_line_entry, chunk_stream
 from ._reader import MAX_LINE_BYTES, BadLine, decode_line
 from ._routing import Router
 from .uploader import UploadResult, remember, sending_blocked
@@ -401,14 +401,6 @@ def upload_bundle(
         return sending_blocked(env, dotenv=environ is None)
 
     try:
-        pipeline = Pipeline(
-            deliverer,
-            tally,
-            commit=commit,
-            quarantine=spool.quarantine,
-            should_stop=should_stop,
-            progress=progress,
-        )
         chunks = chunk_stream(
             _items(path, done, acked),
             route=router,
@@ -417,7 +409,10 @@ def upload_bundle(
             max_age=timedelta(days=36500),
             now=datetime.now(timezone.utc),
         )
-        pipeline.run(chunks, done, acked)
+        pipeline = Pipeline(deliverer, tally, quarantine=spool.quarantine, progress=progress)
+        pipeline.run(
+            [Source(chunks, start=done, acked=acked, commit=commit, should_stop=should_stop)]
+        )
     finally:
         deliverer.close()
         lock.release()

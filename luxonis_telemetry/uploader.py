@@ -2,10 +2,11 @@
 
 One uploader per spool at a time (``upload.lock``). It claims the active
 files by sealing them into segments, then delivers the segments oldest
-first (see ``_pipeline``), recording after each acknowledged batch how far
-each segment went. Nothing is sent when the user opted out or chose local
-mode, whatever the caller asks; a purge or ``disable`` stops a running
-upload before its next batch.
+first through one pipeline (see ``_pipeline``: batches of the next segment
+go out while the last ones of the previous are in flight), recording after
+each acknowledged batch how far each segment went. Nothing is sent when the
+user opted out or chose local mode, whatever the caller asks; a purge or
+``disable`` stops a running upload before its next batch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import _log
 from ._delivery import Deliverer
-from ._pipeline import Pipeline, Tally, chunk_stream
+from ._pipeline import Pipeline, Source, Tally, chunk_stream
 from ._routing import Router
 from .config import TelemetryConfig, config_dir, decide_mode, read_dotenv, spool_dir
 from .spool import Spool, library_key
@@ -162,33 +163,17 @@ def upload(
     wanted = {library_key(name) for name in libraries} if libraries else None
     try:
         spool.seal_all()
-        now = datetime.now(timezone.utc)
-        max_age = timedelta(seconds=spool.max_age_seconds)
-        stop = _stop_check(deadline, env, environ is None)
-        for segment in spool.segments():
-            if wanted is not None and segment.key not in wanted:
-                continue
-            pipeline = Pipeline(
-                deliverer,
+        pipeline = Pipeline(deliverer, tally, quarantine=spool.quarantine, progress=progress)
+        pipeline.run(
+            _sources(
+                spool,
+                router,
                 tally,
-                commit=_committer(spool, segment),
-                quarantine=spool.quarantine,
-                should_stop=lambda segment=segment: (  # type: ignore[misc]
-                    "the events were purged" if not segment.exists() else stop()
-                ),
-                progress=progress,
+                wanted,
+                stop=_stop_check(deadline, env, environ is None),
+                now=datetime.now(timezone.utc),
             )
-            chunks = chunk_stream(
-                segment.records(),
-                route=router,
-                source=segment.name,
-                tally=tally,
-                max_age=max_age,
-                now=now,
-            )
-            pipeline.run(chunks, segment.start, segment.acked)
-            if tally.error == "the events were purged":
-                break
+        )
         result.pending = spool.count_pending(wanted)
     finally:
         deliverer.close()
@@ -211,6 +196,46 @@ def _stop_check(
         if folder is not None:
             return sending_blocked(env, dotenv=dotenv)
         return None
+
+    return check
+
+
+def _sources(
+    spool: Spool,
+    router: Router,
+    tally: Tally,
+    wanted: Optional[set[str]],
+    *,
+    stop: Callable[[], Optional[str]],
+    now: datetime,
+) -> Iterator[Source]:
+    """The sealed segments to deliver, oldest first, each read only when its turn comes."""
+    max_age = timedelta(seconds=spool.max_age_seconds)
+    for segment in spool.segments():
+        if wanted is not None and segment.key not in wanted:
+            continue
+        chunks = chunk_stream(
+            segment.records(),
+            route=router,
+            source=segment.name,
+            tally=tally,
+            max_age=max_age,
+            now=now,
+        )
+        yield Source(
+            chunks,
+            start=segment.start,
+            acked=segment.acked,
+            commit=_committer(spool, segment),
+            should_stop=_segment_stop(segment, stop),
+        )
+
+
+def _segment_stop(
+    segment: Segment, stop: Callable[[], Optional[str]]
+) -> Callable[[], Optional[str]]:
+    def check() -> Optional[str]:
+        return "the events were purged" if not segment.exists() else stop()
 
     return check
 

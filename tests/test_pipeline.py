@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pytest
 
-from luxonis_telemetry import Telemetry
+from luxonis_telemetry import Telemetry, TelemetryConfig
 from luxonis_telemetry._pipeline import (
     BATCH_BYTES,
     BATCH_EVENTS,
@@ -144,6 +144,86 @@ def test_a_source_of_only_unsendable_lines_is_one_chunk_to_commit() -> None:
     [chunk] = chunks(items(BadLine("torn line", b"{", 1), rec(1, age=40 * DAY)), tally)
     assert chunk.records == [] and chunk.end == 200
     assert (tally.failed, tally.skipped) == (1, 1)
+
+
+def _by_parsing(text: str, max_age: timedelta) -> Optional[bool]:
+    """``None`` when too old, else whether historical, by parsing: what comparing text must give."""
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    if NOW - stamp > max_age:
+        return None
+    return NOW - stamp > timedelta(hours=48)
+
+
+def _timestamps() -> list[str]:
+    """Our own UTC layout around both cut-offs, and every other spelling near them."""
+    texts = []
+    for age in (
+        timedelta(0),
+        timedelta(hours=47, minutes=59, seconds=59, microseconds=999999),
+        timedelta(hours=48),
+        timedelta(hours=48, microseconds=1),
+        timedelta(days=2, hours=1),
+        timedelta(days=1, microseconds=-1),
+        timedelta(days=1),
+        timedelta(days=1, microseconds=1),
+        timedelta(days=40),
+        timedelta(days=-3),
+    ):
+        stamp = NOW - age
+        texts += [stamp.isoformat(), stamp.replace(microsecond=0).isoformat()]
+        texts += [stamp.replace(tzinfo=None).isoformat(), stamp.isoformat(sep=" ")]
+        texts += [stamp.astimezone(timezone(timedelta(hours=5))).isoformat()]
+        texts += [stamp.astimezone(timezone(timedelta(hours=-5))).isoformat()]
+        texts += [
+            stamp.isoformat(timespec="milliseconds"),
+            stamp.isoformat().replace("+00:00", "Z"),
+        ]
+    texts += [
+        "2026-13-45T99:99:99+00:00",  # our layout, not a time
+        "2026-05-30T12:00:00.abcdef+00:00",
+        "9999-99-99T99:99:99+00:00",
+        "0001-01-01T00:00:00+00:00",
+        "2026-05-30t12:00:00+00:00",
+        "2026-05-30T12:00:00+00:00 ",
+        "not a time",
+        "",
+    ]
+    return texts
+
+
+@pytest.mark.parametrize("max_age", [30 * DAY, DAY, timedelta(days=10**6)], ids=str)
+def test_age_and_lane_by_text_comparison_match_parsing(max_age: timedelta) -> None:
+    """12: comparing our own UTC timestamps as text gives what parsing each one gives."""
+    texts = _timestamps()
+    entries = items(*[rec(n, timestamp=text) for n, text in enumerate(texts)])
+    found = list(
+        chunk_stream(
+            entries, route=lambda _: A, source="s", tally=Tally(), max_age=max_age, now=NOW
+        )
+    )
+    sent = {r["properties"]["n"]: c.historical for c in found for r in c.records}
+    assert {n: sent.get(n) for n in range(len(texts))} == {
+        n: _by_parsing(text, max_age) for n, text in enumerate(texts)
+    }
+
+
+@pytest.mark.parametrize(
+    "uuid",
+    [
+        "C4F1E648-00DE-49EA-98A8-5A290D17816B",
+        "{c4f1e648-00de-49ea-98a8-5a290d17816b}",
+        "urn:uuid:c4f1e648-00de-49ea-98a8-5a290d17816b",
+        "c4f1e64800de49ea98a85a290d17816b",
+    ],
+)
+def test_every_uuid_spelling_posthog_parses_is_sent(uuid: str) -> None:
+    [chunk] = chunks(items(rec(1, uuid=uuid)))
+    assert [r["uuid"] for r in chunk.records] == [uuid] and chunk.quarantine == []
 
 
 # ---------------------------------------------------------------- against a server
@@ -296,6 +376,57 @@ def test_several_batches_are_in_flight_for_a_far_away_server(
         counts = far.uuid_counts()
         assert len(counts) == 5000 and max(counts.values()) == 1
     assert pending_uuids(spool_path) == []
+
+
+def test_batches_of_several_segments_are_in_flight_at_once(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12.4: the window of batches in flight does not drain at the end of each segment.
+
+    Five libraries make five segments of one small batch each: sent one
+    segment at a time, a single POST would ever be on the wire.
+    """
+    with FakePostHog(delay=0.3) as far:
+        monkeypatch.setenv("LUXONIS_TELEMETRY_API_KEY", "phc_test_key_123")
+        monkeypatch.setenv("LUXONIS_TELEMETRY_ENDPOINT", far.url)
+        for library in "abcde":
+            capture(200, library=f"lib-{library}")
+        result = upload(budget=60)
+        assert result.ok and result.sent == 1000, result.summary()
+        assert far.requests == 5
+        assert far.max_in_flight >= 2
+        counts = far.uuid_counts()
+        assert len(counts) == 1000 and max(counts.values()) == 1
+    assert pending_uuids(spool_path) == []
+    assert list(spool_path.glob("seg.*")) == []
+
+
+def test_a_failing_destination_leaves_the_other_segments_delivered(spool_path: Path) -> None:
+    """Segments in flight together still commit each its own batches, in order.
+
+    One library's destination refuses everything while two others, sent to a
+    slow healthy one, have batches on the wire at the same time.
+    """
+    with FakePostHog(delay=0.2) as up, FakePostHog() as down:
+        down.set_default(Action("status", 503, retry_after=0.01))
+        for library, server in (("lib-a", up), ("lib-down", down), ("lib-b", up)):
+            config = TelemetryConfig(api_key="phc_test_key_123", endpoint=server.url)
+            telemetry = Telemetry(library, config=config)
+            for n in range(1500):
+                telemetry.capture("e", {"n": n})
+        first = upload(budget=60)
+        assert (first.sent, first.pending) == (3000, 1500), first.summary()
+        assert set(first.reasons) == {"lib-down"}
+        assert up.max_in_flight >= 2
+        left = [r for r in Spool(str(spool_path)).iter_pending() if not isinstance(r, BadLine)]
+        assert {r["library"] for r in left} == {"lib-down"}
+        assert sorted(r["properties"]["n"] for r in left) == list(range(1500))
+        down.set_default(Action())
+        second = upload(budget=60)
+        assert second.ok and second.sent == 1500, second.summary()
+        counts = up.uuid_counts() + down.uuid_counts()
+        assert len(counts) == 4500 and max(counts.values()) == 1
+    assert list(spool_path.glob("seg.*")) == []
 
 
 def test_a_purge_between_batches_stops_the_pipeline(

@@ -334,12 +334,14 @@ def test_every_key_luxonis_ml_sends_reaches_posthog_with_its_meaning(system: boo
 
 
 class _Recorder(ThreadingHTTPServer):
-    """Keeps each request's headers and raw body; answers PostHog's acknowledgement."""
+    """Keeps each request's path, headers and raw body; answers ``answer`` (PostHog's ack)."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         self.seen: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []
+        self.answer: tuple[int, dict[str, str], bytes] = (200, {}, b'{"status": 1}')
         super().__init__(("127.0.0.1", 0), _RecordingHandler)
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
@@ -363,8 +365,11 @@ class _RecordingHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        answer = b'{"status": 1}'
-        self.send_response(200)
+        self.server.paths.append(self.path)
+        status, headers, answer = self.server.answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer)))
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -387,29 +392,99 @@ def _decoded(seen: tuple[dict[str, str], bytes]) -> dict[str, Any]:
     return data
 
 
-def test_the_request_is_posthogs_batch_post(recorder: _Recorder) -> None:
+def _wire_cases() -> dict[str, list[dict[str, Any]]]:
+    """Batches whose messages take every path of our encoder."""
+    hostile = record(properties={"$set": {"a": 1}, "os": "forged", "kept": "yes"})
+    nan = record(properties={"loss": float("nan"), "best": float("inf"), "ok": 1.5})
+    return {
+        "plain": [record(), record(event="other", age=timedelta(days=3))],
+        "mixed": [hostile, record(kind="identify", event="$identify"), record(properties={})],
+        "nan": [record(), nan],
+    }
+
+
+@pytest.mark.parametrize("case", ["plain", "mixed", "nan"])
+@pytest.mark.parametrize("slash", ["", "/"], ids=["host", "host-slash"])
+def test_the_request_is_posthogs_batch_post(recorder: _Recorder, case: str, slash: str) -> None:
+    """8.7/12: our own request is the one posthog's batch_post sends, byte for byte decoded.
+
+    Same URL, headers and JSON body (``sent_at`` aside); a batch holding NaN
+    (a hand-edited spool) is written by posthog's own encoder, NaN as null.
+    """
     from posthog.request import batch_post
     from posthog.version import VERSION
 
-    records = [record(), record(event="other", age=timedelta(days=3))]
-    backend = backend_for(recorder.url)
+    records = _wire_cases()[case]
+    backend = backend_for(recorder.url + slash)
     backend.send(records, historical=True, timeout=5)
     batch_post(
         KEY,
-        host=recorder.url,
+        host=recorder.url + slash,
         gzip=True,
         timeout=5,
         batch=backend.messages(records),
         historical_migration=True,
     )
     ours, official = recorder.seen
+    assert recorder.paths == ["/batch/", "/batch/"]
     assert ours[0]["user-agent"] == official[0]["user-agent"] == f"posthog-python/{VERSION}"
     for header in ("content-type", "content-encoding"):
         assert ours[0][header] == official[0][header]
     mine, theirs = _decoded(ours), _decoded(official)
-    assert set(mine) == set(theirs) == {"api_key", "batch", "historical_migration", "sent_at"}
+    assert list(mine) == list(theirs) == ["batch", "historical_migration", "sent_at", "api_key"]
     mine.pop("sent_at"), theirs.pop("sent_at")
-    assert mine == theirs
+    assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True)  # types too
+    if case == "nan":
+        assert mine["batch"][1]["properties"]["loss"] is None
+
+
+def _exact(value: Any) -> str:
+    """JSON that tells 1, 1.0 and True apart (``==`` does not)."""
+    return json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize("geoip", [True, False], ids=["geoip-off", "geoip-on"])
+@pytest.mark.parametrize("trust", [True, False], ids=["local", "bundle"])
+def test_the_batch_is_exactly_the_messages(geoip: bool, trust: bool) -> None:
+    """12: the batch written from pieces equals ``to_posthog_message`` of every record.
+
+    Contexts that are equal as dicts but not as JSON (``1 == 1.0 == True``),
+    nested ones, properties that collide with context keys or carry ``$``
+    keys, identify records and timestamps of every kind are mixed in one batch.
+    """
+    from luxonis_telemetry.backends._posthog import _batch_json
+
+    flag_int = {**CONTEXT, "ci": 0}
+    flag_float = {**CONTEXT, "ci": 0.0, "cpus": 8}
+    nested = {**CONTEXT, "gpu": {"count": 1, "ok": True}}
+    nested_bool = {**CONTEXT, "gpu": {"count": True, "ok": True}}
+    records = [
+        record(),
+        record(context=flag_int),
+        record(context=flag_float),
+        record(context={**flag_float, "cpus": 8.0}),
+        record(context=nested),
+        record(context=nested_bool),
+        record(context={}),
+        record(properties={}),
+        record(properties={"os": "forged", "$lib": "evil", "$set": {"x": 1}, "kept": [1, None]}),
+        record(properties={"text": 'caf\u00e9 \u2603 "quoted" \\ \n\u0000', "n": -0.5e-300}),
+        record(kind="identify", event="$identify", properties={"plan": "pro", "$set_once": 1}),
+        record(context={**CONTEXT, "anon_distinct_id": "anon-1"}, kind="identify"),
+        record(age=timedelta(hours=2)),
+        record(age=timedelta(hours=-2)),
+        record(age=timedelta(days=3)),
+        record(),
+    ]
+    for text in ("yesterday-ish", "2026-11-29T09:41:99+00:00", "2026-06-01T12:00:00"):
+        odd = record()
+        odd["timestamp"] = text
+        records.append(odd)
+    now = time.time()
+    options = {"disable_geoip": geoip, "trust_sent_at": trust, "now": now}
+    expected = [to_posthog_message(made, **options) for made in records]  # type: ignore[arg-type]
+    written = json.loads(_batch_json(records, **options))  # type: ignore[arg-type]
+    assert [_exact(message) for message in written] == [_exact(message) for message in expected]
 
 
 def test_the_session_is_our_bounded_transport() -> None:
@@ -457,6 +532,7 @@ def test_a_200_without_acknowledgement_is_not_a_delivery(
         (401, DeliveryError.UNAUTHORIZED),
         (403, DeliveryError.UNAUTHORIZED),
         (413, DeliveryError.TOO_LARGE),
+        (422, DeliveryError.INVALID),
         (429, DeliveryError.TRANSIENT),
         (503, DeliveryError.TRANSIENT),
     ],
@@ -468,6 +544,23 @@ def test_statuses_are_classified(server: FakePostHog, status: int, kind: str) ->
     assert (raised.value.kind, raised.value.status) == (kind, status)
     if status in (429, 503):
         assert raised.value.retry_after == 7
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date", "garbage"])
+def test_retry_after_is_read_in_seconds_or_as_an_http_date(recorder: _Recorder, form: str) -> None:
+    from email.utils import format_datetime
+
+    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    value = {"seconds": "30", "http-date": format_datetime(later, usegmt=True), "garbage": "soon"}
+    recorder.answer = (503, {"Retry-After": value[form]}, b'{"detail": "busy"}')
+    with pytest.raises(DeliveryError) as raised:
+        backend_for(recorder.url).send([record()], historical=False, timeout=5)
+    assert (raised.value.kind, raised.value.status) == (DeliveryError.TRANSIENT, 503)
+    if form == "garbage":
+        assert raised.value.retry_after is None
+    else:
+        assert raised.value.retry_after is not None
+        assert 20 < raised.value.retry_after <= 30
 
 
 def test_an_unknown_key_is_unauthorized() -> None:
