@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from . import _fs
-from ._jsonio import loads
+from ._jsonio import loads_line
 from .record import validate
 
 TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
@@ -46,7 +46,7 @@ class BadLine:
 def decode_line(line: bytes) -> Item:
     """The record in ``line``, or why it is not one."""
     try:
-        value = loads(line)
+        value = loads_line(line)
     except (ValueError, RecursionError):
         return BadLine("not JSON", line[:512], len(line))
     record = validate(value)

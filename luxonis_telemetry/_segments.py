@@ -115,7 +115,7 @@ class Segment:
         begin = self.start
         acked = self.acked
         for end, item in iter_records(self.path, self.start):
-            if not any(low <= begin and end <= high for low, high in acked):
+            if not acked or not any(low <= begin and end <= high for low, high in acked):
                 yield begin, end, item
             begin = end
 

@@ -158,7 +158,7 @@ def _request(chunk: Any, backend: Any, blocked: Optional[str]) -> dict[str, Any]
     if backend is None:
         line["would_stay_pending"] = "the destination's backend is unavailable (see status)"
     elif callable(messages):
-        line["url"] = mask_url(backend.host.rstrip("/") + "/batch/")
+        line["url"] = mask_url(backend.url)
         line["body"] = {
             "api_key": mask_key(backend.api_key),
             "historical_migration": chunk.historical,
