@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from . import _fs, _settings, _state
-from .config import APP_NAME, config_dir, install_id_path
+from ._install_id import read_install_id
+from .config import config_dir, install_id_path
 
 TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from .spool import Spool
 
-__all__ = ["PurgeReport", "disable", "purge", "set_mode"]
+__all__ = ["DisableReport", "PurgeReport", "disable", "purge", "set_mode"]
 
 UPLOAD_STOP_TIMEOUT = 15.0  # a batch on the wire takes at most 10 s
 
@@ -37,6 +38,22 @@ class PurgeReport:
     def __init__(self, removed: int, upload_still_running: bool) -> None:
         self.removed = removed
         self.upload_still_running = upload_still_running
+
+
+class DisableReport(PurgeReport):
+    """A purge's report, plus what else went and what was deliberately left alone.
+
+    ``kept`` names each folder or file that stayed, with why: a spool folder
+    that is not this user's, one holding files of theirs, so that ``disable``
+    never claims more than it did.
+    """
+
+    __slots__ = ("install_ids_removed", "kept")
+
+    def __init__(self) -> None:
+        super().__init__(0, False)
+        self.install_ids_removed = 0
+        self.kept: list[str] = []
 
 
 def set_mode(mode: str, environ: Optional[Mapping[str, str]] = None) -> str:
@@ -74,23 +91,28 @@ def purge(spool: Spool, *, wait: float = UPLOAD_STOP_TIMEOUT) -> PurgeReport:
 
 def disable(
     spool: Optional[Spool], environ: Optional[Mapping[str, str]] = None
-) -> tuple[str, PurgeReport]:
+) -> tuple[str, DisableReport]:
     """Turn telemetry off for this user and remove everything but that choice.
 
     Covers ``spool`` and every spool this process recorded into, each
     install id they recorded (a library may keep it at its own path), the
     default one, and the notice marker. A spool folder that is not ours is
-    left alone (``status`` reports it).
+    left alone (``status`` reports it), and so are files of the user's own
+    in a folder they pointed the spool at; the report says which.
     """
     env = os.environ if environ is None else environ
     path = set_mode("off", env)
     spools = {known.path: known for known in _state.state.spools.values()}
     if spool is not None:
         spools[spool.path] = spool
-    report = PurgeReport(0, False)
+    report = DisableReport()
     install_ids = set(_state.state.install_ids)
     for each in spools.values():
-        if not each.exists() or each.problem() is not None:
+        if not each.exists():
+            continue
+        problem = each.problem()
+        if problem is not None:
+            report.kept.append(f"{each.path}: {problem}")
             continue
         install_ids.update(
             entry.install_id_path
@@ -98,11 +120,13 @@ def disable(
             if entry.install_id_path
         )
         _purge_all(each, report)
-        _remove_folder(each.path)
+        if not each.remove_folder():
+            report.kept.append(f"{each.path}: it holds files that are not ours")
     install_ids.add(install_id_path(None, env) or "")
     for candidate in install_ids:
-        if candidate:
-            _fs.remove(candidate)
+        # only a file that is an install id: a path set by mistake to someone's notes stays
+        if candidate and read_install_id(candidate) is not None and _fs.remove(candidate):
+            report.install_ids_removed += 1
     folder = config_dir(env)
     if folder is not None:
         _fs.remove(_settings.notice_path(folder))
@@ -119,20 +143,3 @@ def _purge_all(spool: Spool, report: PurgeReport) -> None:
         return
     report.removed += done.removed
     report.upload_still_running = report.upload_still_running or done.upload_still_running
-
-
-def _remove_folder(path: str) -> None:
-    """Remove every name in the spool folder (unlinked, never opened), then the empty folder."""
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        _fs.remove(os.path.join(path, name))
-    try:
-        os.rmdir(path)
-        parent = os.path.dirname(path)
-        if os.path.basename(parent) == APP_NAME:  # our per-app state folder, now empty
-            os.rmdir(parent)
-    except OSError:
-        pass

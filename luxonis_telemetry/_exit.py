@@ -31,10 +31,10 @@ import time
 
 from . import _log, _state
 from .config import (
-    EXIT_TIMEOUT,
     SPOOL_DIR,
     UPLOAD_ON_EXIT,
     decide_mode,
+    exit_budget,
     parse_bool,
     read_dotenv,
     running_under_test_or_ci,
@@ -68,11 +68,7 @@ _NETWORK_FREE = ("stdout", "noop")
 
 def helper_budget() -> float:
     """Seconds the exit helper may spend sending (it is killed ``HELPER_GRACE`` later)."""
-    try:
-        value = float(os.environ.get(EXIT_TIMEOUT, ""))
-    except ValueError:
-        return HELPER_BUDGET
-    return value if 0 < value <= 300 else HELPER_BUDGET
+    return exit_budget(HELPER_BUDGET)
 
 
 def helper_interpreter() -> Optional[str]:
@@ -318,8 +314,13 @@ def _spawn_helper(spool: Spool, interpreter: str) -> None:
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
+    import warnings
+
     helper = subprocess.Popen([interpreter, "-I", "-c", code, *paths], **options)
     _log.debug("exit upload: helper %d started", helper.pid)
+    with warnings.catch_warnings():  # it is meant to outlive us: no "still running" warning
+        warnings.simplefilter("ignore", ResourceWarning)
+        del helper
 
 
 def helper_main() -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Optional
 
-__all__ = ["LOGGER_NAME", "Guard", "debug", "internal_error"]
+__all__ = ["LOGGER_NAME", "Guard", "debug", "debug_enabled", "internal_error"]
 
 LOGGER_NAME = "luxonis_telemetry"
 
@@ -35,6 +35,17 @@ def debug(message: str, *args: object) -> None:
         logging.getLogger(LOGGER_NAME).debug("luxonis-telemetry: " + message, *args)
     except Exception:  # noqa: BLE001, S110 - logging must not become the failure
         pass
+
+
+def debug_enabled() -> bool:
+    """Whether a `debug` message would be seen: worth computing an expensive one."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return False
+    try:
+        return bool(logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG))
+    except Exception:  # noqa: BLE001 - logging must not become the failure
+        return False
 
 
 def internal_error(where: str, exc: BaseException) -> None:

@@ -143,14 +143,15 @@ def read_position(path: str) -> tuple[int, list[tuple[int, int]]]:
         data = loads(raw)
     except (ValueError, RecursionError):
         return 0, []
-    if isinstance(data, int) and not isinstance(data, bool):  # the first release's form
+    if type(data) is int:  # the first release's form
         return max(0, data), []
-    if not isinstance(data, dict) or not isinstance(data.get("pos"), int):
+    if type(data) is not dict or type(data.get("pos")) is not int:
         return 0, []
     if data.get("v", POSITION_VERSION) != POSITION_VERSION:
         return 0, []  # a newer format: resend from the start rather than skip what we misread
+    acked = data.get("acked")
     ranges = []
-    for pair in data.get("acked") or ():
+    for pair in acked[:10_000] if type(acked) is list else ():
         if (
             isinstance(pair, list)
             and len(pair) == 2

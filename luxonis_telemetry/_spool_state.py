@@ -51,10 +51,17 @@ def _int(value: Any, default: int = 0) -> int:
     )
 
 
+_LAST_MOMENT = 253402300799.0  # 9999-12-31T23:59:59Z, the last second datetime can show
+
+
 def _number(value: Any) -> Optional[float]:
+    """A time in seconds since the epoch, within what ``datetime`` can show; else ``None``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        return number if math.isfinite(number) else None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
+        return number if math.isfinite(number) and 0 <= number <= _LAST_MOMENT else None
     return None
 
 

@@ -14,10 +14,10 @@ import os
 import sys
 
 from . import _destinations, _fs, _log, _state
-from ._install_id import load_install_id
+from ._install_id import load_install_id, read_install_id
 from ._lock import LockTimeout
 from .config import TelemetryConfig, install_id_path, spool_dir
-from .context import BASE_CONTEXT_KEYS, RESERVED_METADATA_KEYS, base_context, system_metadata
+from .context import BASE_CONTEXT_KEYS, RESERVED_METADATA_KEYS, spooled_context, system_metadata
 from .record import encode_context, encode_line, json_string, new_record
 from .redaction import Sanitizer
 from .spool import Reentered, Spool, SpoolError, TurnedOff
@@ -136,8 +136,14 @@ class Telemetry:
 
     @property
     def install_id(self) -> Optional[str]:
-        """The anonymous id of this installation (created on first use), if it can be kept."""
-        return load_install_id(install_id_path(self.config))
+        """The anonymous id of this installation (created on first use), if it can be kept.
+
+        When telemetry is off here, an existing id is read but none is created.
+        """
+        path = install_id_path(self.config)
+        if not self.is_enabled:
+            return read_install_id(path) if path else None
+        return load_install_id(path)
 
     # -- configuration -------------------------------------------------------------
 
@@ -447,7 +453,7 @@ class Telemetry:
     def _base_context(self) -> dict[str, Any]:
         if not self.config.include_base_context:
             return {}
-        return base_context(
+        return spooled_context(
             library_name=self._library_name,
             library_version=self.library_version,
             session_id=_state.state.session_id(),

@@ -35,6 +35,7 @@ __all__ = [
     "TelemetryDefaults",
     "config_dir",
     "decide_mode",
+    "exit_budget",
     "ignored_settings",
     "install_id_path",
     "is_ci",
@@ -51,7 +52,7 @@ DEFAULT_MAX_SPOOL_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_EVENT_AGE_DAYS = 30.0
 MAX_SPOOL_MB_LIMIT = 1024 * 1024  # 1 TiB: anything larger is a typo
 MAX_AGE_DAYS_LIMIT = 3650.0
-EXIT_TIMEOUT_LIMIT = 300.0
+EXIT_TIMEOUT_LIMIT = 20.0  # with the helper's 10 s grace: gone within 30 s, whatever happens
 
 ENV_PREFIX = "LUXONIS_TELEMETRY_"
 ENABLED = ENV_PREFIX + "ENABLED"
@@ -593,6 +594,12 @@ def spool_dir(
         return override
     path = _user_dir("state", env)
     return os.path.join(path, "spool") if path else None
+
+
+def exit_budget(default: float, environ: Optional[Mapping[str, str]] = None) -> float:
+    """Seconds the exit helper may spend (``LUXONIS_TELEMETRY_EXIT_TIMEOUT``, at most 20)."""
+    env = os.environ if environ is None else environ
+    return _bounded(env.get(EXIT_TIMEOUT), EXIT_TIMEOUT_LIMIT) or default
 
 
 def ignored_settings(environ: Optional[Mapping[str, str]] = None) -> list[str]:

@@ -31,6 +31,7 @@ __all__ = [
     "is_ci",
     "is_luxonis_cloud",
     "normalized_processor",
+    "spooled_context",
     "system_context",
     "system_context_provider",
     "system_metadata",
@@ -214,7 +215,7 @@ def _os_release() -> dict[str, str]:
     return fields
 
 
-def base_context(
+def spooled_context(
     *,
     library_name: str,
     library_version: Optional[str],
@@ -222,7 +223,11 @@ def base_context(
     install_id: Optional[str],
     source_component: str,
 ) -> dict[str, Any]:
-    """The context of every event of one library in this process (cached by the client)."""
+    """The context of every event of one library in this process (cached by the client).
+
+    Richer than luxonis-ml's base context, and kept in the spool in this
+    form; `base_context`'s keys are derived from it when an event is sent.
+    """
     system, release, _machine = _uname()
     distro, product_version = _os_product(system)
     return {
@@ -238,4 +243,26 @@ def base_context(
         "install_id": install_id,
         "ci": is_ci(),
         "source_component": source_component,
+    }
+
+
+def base_context(
+    *,
+    library_name: str,
+    library_version: Optional[str],
+    session_id: str,
+    source_component: Optional[str],
+) -> dict[str, Any]:
+    """luxonis-ml's base context: the keys its PostHog dashboards filter on.
+
+    ``$process_person_profile`` is false so that PostHog creates no person
+    profile: the events stay anonymous. Same signature and result as
+    ``luxonis_ml.telemetry.context.base_context``.
+    """
+    return {
+        "$process_person_profile": False,
+        "$session_id": session_id,
+        "source_product": library_name,
+        "source_component": source_component or library_name,
+        "sdk_version": library_version,
     }

@@ -13,6 +13,7 @@ import time
 
 from ._ids import new_uuid4
 from ._jsonio import dumps_compact, loads, string
+from .context import base_context
 
 TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
@@ -214,15 +215,14 @@ def wire_context(record: Mapping[str, Any]) -> dict[str, Any]:
     context = dict(record["context"])
     if "session_id" not in context or "library_name" not in context:
         return context
-    library = context["library_name"]
-    derived = {
-        "$session_id": context["session_id"],
-        "source_product": library,
-        "source_component": context.get("source_component") or library,
-        "sdk_version": context.get("library_version"),
-    }
-    if record.get("type") != "identify":
-        derived["$process_person_profile"] = False
+    derived = base_context(
+        library_name=context["library_name"],
+        library_version=context.get("library_version"),
+        session_id=context["session_id"],
+        source_component=context.get("source_component"),
+    )
+    if record.get("type") == "identify":
+        del derived["$process_person_profile"]
     for key, value in derived.items():
         context.setdefault(key, value)
     return context

@@ -145,7 +145,11 @@ def _reconcile(
     """
     name = f"{existing.library_name}:{existing.source_component}"
     with _log.Guard("get_or_init"):
-        if config is not None and existing.config != type(existing.config).from_environ(config):
+        if (
+            config is not None
+            and _log.debug_enabled()  # resolving a config reads files: only when it is seen
+            and existing.config != type(existing.config).from_environ(config)
+        ):
             _log.debug("telemetry for %s already exists; the new config was ignored", name)
         if library_version is not None and library_version != existing.library_version:
             _log.debug("telemetry for %s already exists; the new library version was ignored", name)

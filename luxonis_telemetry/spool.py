@@ -49,6 +49,7 @@ from ._segments import (
     write_position,
 )
 from ._spool_state import DropCounter
+from .config import APP_NAME
 
 TYPE_CHECKING = False  # type checkers take this as True; importing typing costs ~2 ms
 if TYPE_CHECKING:
@@ -181,7 +182,12 @@ class Spool:
         busy.add(me)
         try:
             thread_lock = self._thread_lock
-            if not thread_lock.acquire(False) and not thread_lock.acquire(timeout=LOCK_TIMEOUT):
+            # Held by another thread of ours: wait once; if it stays stuck (a hung
+            # disk), later captures fail fast too, as for a stuck process.
+            if not thread_lock.acquire(False) and (
+                self._stuck or not thread_lock.acquire(timeout=LOCK_TIMEOUT)
+            ):
+                self._stuck = True
                 raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
             try:
                 return self._take_lock(recording)
@@ -234,8 +240,12 @@ class Spool:
         raise AssertionError("unreachable")
 
     def after_fork(self) -> None:
-        """A forked child must not share descriptors or a lock another thread held."""
+        """A forked child must not share descriptors, a lock another thread held, or drops.
+
+        The parent saves the drops it counted; the child counts only its own.
+        """
         self.forget_descriptors()
+        self.unsaved_drops = DropCounter()
         self._thread_lock = _thread.allocate_lock()
         self._busy = set()
         self._stuck = False
@@ -312,6 +322,8 @@ class Spool:
                 self._enforce_caps_locked()
         except OSError as exc:
             _log.debug("spool housekeeping failed after an append: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the event is stored: never count it lost
+            _log.internal_error("spool housekeeping after an append", exc)
 
     def _key_for(self, library: str) -> str:
         key = library_key(library)
@@ -369,10 +381,6 @@ class Spool:
                 key = active_key(name)
                 if key is not None:
                     self._seal_locked(key)
-            self._enforce_caps_locked()
-
-    def enforce_caps(self) -> None:
-        with self.locked():
             self._enforce_caps_locked()
 
     def _enforce_caps_locked(self) -> None:
@@ -576,6 +584,30 @@ class Spool:
         finally:
             lock.close()
 
+    def remove_folder(self) -> bool:
+        """Remove this spool's own files (never anything else there), then the folder if empty.
+
+        Used by ``disable``: a folder the user pointed the spool at may hold
+        files of theirs, which stay (and then so does the folder: False).
+        """
+        self.forget_descriptors()
+        for name in self._names():
+            if _is_ours(name):
+                _fs.remove(self.file(name))
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        parent = os.path.dirname(self.path)
+        if os.path.basename(parent) == APP_NAME:  # our per-app state folder, if now empty
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
+        return True
+
     # -- the small files this spool owns ---------------------------------------
 
     def read_state(self) -> _spool_state.SpoolState:
@@ -600,9 +632,11 @@ class Spool:
 
 
 def _last_byte(fd: int, end: int) -> bytes:
+    """The byte before ``end``; appends go to the end whatever the file offset is."""
     if hasattr(os, "pread"):
         return os.pread(fd, 1, end - 1)
-    return b"\n"  # pragma: no cover - no pread: the reader copes with a torn line
+    os.lseek(fd, end - 1, os.SEEK_SET)  # pragma: no cover - Windows has no pread
+    return os.read(fd, 1)  # pragma: no cover
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
@@ -632,3 +666,26 @@ class _Locked:
 
     def __exit__(self, *_exc: object) -> None:
         self._spool._exit(self._lock)
+
+
+_OWN_NAMES = frozenset(
+    {
+        "lock",
+        "upload.lock",
+        _quarantine.QUARANTINE_FILE,
+        _spool_state.STATE_FILE,
+        _destinations.DESTINATIONS_FILE,
+    }
+)
+
+
+def _is_ours(name: str) -> bool:
+    """Whether a name in the spool folder is one this library writes."""
+    if name in _OWN_NAMES or active_key(name) is not None:
+        return True
+    if name.endswith(".tmp"):  # ``<our file>.<16 hex digits>.tmp`` (see _fs.temporary_name)
+        stem, _dot, token = name[: -len(".tmp")].rpartition(".")
+        return len(token) == 16 and _is_ours(stem)
+    if name.endswith(".pos"):
+        name = name[: -len(".pos")]
+    return segment_key(name) is not None

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from . import _fs, _quarantine, _spool_state, _state
+from . import _fs, _quarantine, _settings, _spool_state, _state
 from ._destinations import DESTINATIONS_FILE
 from ._reader import count_lines
 from ._routing import Router
@@ -52,7 +52,10 @@ TURN_OFF = f"luxonis-telemetry disable   (or {DO_NOT_TRACK}=1 in the environment
 def _iso(value: Optional[float]) -> Optional[str]:
     if not value:
         return None
-    return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def gather_status(
@@ -81,9 +84,9 @@ def gather_status(
             "settings": settings_path(env),
             "install_id": install_id_path(None, env),
             "spool": spool.path if spool else None,
-            "notice_marker": os.path.join(folder, "notice_shown") if folder else None,
+            "notice_marker": _settings.notice_path(folder) if folder else None,
         },
-        "notice_shown": bool(folder and os.path.lexists(os.path.join(folder, "notice_shown"))),
+        "notice_shown": bool(folder and os.path.lexists(_settings.notice_path(folder))),
         "problems": [p for p in (decision.problem,) if p] + ignored_settings(env),
         "pending_events": 0,
         "pending_bytes": 0,
@@ -172,7 +175,9 @@ def unsafe_files(
     found: dict[str, str] = dict(_state.state.unsafe_files)
     candidates = [install_id_path(None, env)]
     if folder is not None:
-        candidates += [os.path.join(folder, name) for name in ("settings.json", "notice_shown")]
+        candidates += [
+            os.path.join(folder, name) for name in (_settings.SETTINGS_FILE, _settings.NOTICE_FILE)
+        ]
     if spool is not None and spool.exists():
         with contextlib.suppress(OSError):
             candidates += [spool.file(name) for name in os.listdir(spool.path)]

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -17,11 +18,12 @@ from typing import Any
 import pytest
 
 from luxonis_telemetry import Telemetry, TelemetryConfig
+from luxonis_telemetry import cli as cli_package
 from luxonis_telemetry._text import mask_key
 from luxonis_telemetry.bundle import read_bundle
 from luxonis_telemetry.cli._app import CliError, parse_since
 from luxonis_telemetry.spool import Spool
-from luxonis_telemetry.testing import FakePostHog
+from luxonis_telemetry.testing import Action, FakePostHog
 from tests.conftest import (
     KEY,
     REPO,
@@ -35,6 +37,7 @@ from tests.conftest import (
     spool_records,
     store,
     visible_lines,
+    wait_until,
 )
 
 # -- help, version, usage errors --------------------------------------------------------
@@ -652,3 +655,41 @@ def test_credentials_in_the_endpoint_never_reach_the_output(
         assert KEY not in result.output
     dry = [json.loads(line) for line in cli("upload", "--dry-run", "--json").stdout.splitlines()]
     assert dry[0]["url"] == server.url.replace("http://", "http://***@") + "/batch/"
+
+
+def test_ctrl_c_during_an_upload_is_one_line_and_exit_code_130(posthog_env: FakePostHog) -> None:
+    """Review: Ctrl-C is an interruption (130, as shells expect), not a failure (1)."""
+    capture_some()
+    posthog_env.set_default(Action("hang"))
+    with subprocess.Popen(
+        [console_script(), "upload", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert wait_until(lambda: posthog_env.in_flight > 0, timeout=30)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    assert one_error_line(stderr, stdout) == "luxonis-telemetry: error: interrupted"
+    assert len(spool_records(default_spool())) == 4  # nothing acknowledged: all still pending
+
+
+def test_an_unexpected_failure_in_main_is_one_escaped_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def explode() -> None:
+        raise MemoryError("line one\nline two \x1b[31m")
+
+    monkeypatch.setattr(cli_package, "app", explode)
+    with pytest.raises(SystemExit) as exited:
+        cli_package.main()
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "luxonis-telemetry: error: unexpected MemoryError: line one line two \\x1b[31m\n"
+    )

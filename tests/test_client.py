@@ -114,6 +114,22 @@ def test_blank_distinct_ids_are_replaced_by_the_default(
     assert the_spool(spool_path).unsaved_drops.by_reason == {"invalid_distinct_id": 1}
 
 
+@pytest.mark.parametrize("off", [{"LUXONIS_TELEMETRY_ENABLED": "0"}, {"DO_NOT_TRACK": "1"}])
+def test_asking_for_the_install_id_while_off_creates_nothing(
+    home: Path, monkeypatch: pytest.MonkeyPatch, off: dict[str, str]
+) -> None:
+    """Review: reading ``.install_id`` after an opt-out must not write a file (privacy)."""
+    for name, value in off.items():
+        monkeypatch.setenv(name, value)
+    assert Telemetry("a").install_id is None
+    assert [p for p in home.rglob("*") if not p.is_dir()] == []
+    monkeypatch.delenv(next(iter(off)))
+    kept = Telemetry("b").install_id  # on again: created
+    for name, value in off.items():
+        monkeypatch.setenv(name, value)
+    assert Telemetry("c").install_id == kept  # off: an existing one is only read
+
+
 def test_identify_links_the_anonymous_install_id(spool_path: Path) -> None:
     """Issue 8.22: PostHog merges the install's earlier events through $anon_distinct_id."""
     telemetry = Telemetry("a")

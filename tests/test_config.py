@@ -21,6 +21,7 @@ from luxonis_telemetry.config import (
     TelemetryDefaults,
     config_dir,
     decide_mode,
+    exit_budget,
     ignored_settings,
     install_id_path,
     is_ci,
@@ -822,3 +823,13 @@ def test_unusable_numbers_are_ignored_and_reported(name: str, value: str) -> Non
     assert config.max_event_age_days == TelemetryConfig().max_event_age_days
     [problem] = ignored_settings(env)
     assert problem.startswith(f"{name}={value!r} is not a number of") and "ignored" in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(None, 1.5), ("3", 3.0), ("20", 20.0), ("21", 1.5), ("1e400", 1.5), ("0", 1.5), ("x", 1.5)],
+)
+def test_the_exit_budget_is_bounded(value: str | None, seconds: float) -> None:
+    """Review: a large LUXONIS_TELEMETRY_EXIT_TIMEOUT must not keep a helper alive for days."""
+    env = {} if value is None else {"LUXONIS_TELEMETRY_EXIT_TIMEOUT": value}
+    assert exit_budget(1.5, env) == seconds

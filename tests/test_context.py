@@ -21,6 +21,7 @@ from luxonis_telemetry.context import (
     is_ci,
     is_luxonis_cloud,
     normalized_processor,
+    spooled_context,
     system_context,
     system_context_provider,
     system_metadata,
@@ -171,8 +172,8 @@ def test_nothing_personal_in_the_metadata(home: Path) -> None:
             assert private not in text
 
 
-def test_base_context() -> None:
-    facts = base_context(
+def test_spooled_context() -> None:
+    facts = spooled_context(
         library_name="lib",
         library_version="1.2",
         session_id="s",
@@ -189,6 +190,27 @@ def test_base_context() -> None:
     assert facts["ci"] is False
     assert facts["source_component"] == "cli"
     assert not set(facts) & RESERVED_METADATA_KEYS - {"source_component"}
+
+
+def test_base_context_is_luxonis_mls() -> None:
+    """Same call, same answer as luxonis_ml.telemetry.context.base_context."""
+    facts = base_context(
+        library_name="lib", library_version="1.2", session_id="s", source_component=None
+    )
+    assert facts == {
+        "$process_person_profile": False,
+        "$session_id": "s",
+        "source_product": "lib",
+        "source_component": "lib",
+        "sdk_version": "1.2",
+    }
+    assert set(facts) == RESERVED_METADATA_KEYS
+    assert (
+        base_context(
+            library_name="lib", library_version=None, session_id="s", source_component="cli"
+        )["source_component"]
+        == "cli"
+    )
 
 
 NO_PROCESS = r"""
@@ -211,7 +233,9 @@ context.system_context()
 context.host_context()
 context.normalized_processor()
 context.base_context(library_name="l", library_version=None, session_id="s",
-                     install_id=None, source_component="c")
+                     source_component="c")
+context.spooled_context(library_name="l", library_version=None, session_id="s",
+                        install_id=None, source_component="c")
 telemetry = Telemetry(
     "lib",
     system_context_providers=[context.system_context_provider, context.host_context_provider],

@@ -232,14 +232,50 @@ def test_disable_in_this_process_stops_capture_here(home: Path) -> None:
     assert files_under(home) == {".config/luxonis-telemetry/settings.json"}
 
 
+def test_disable_removes_only_its_own_files_and_says_what_it_left(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a spool or install id pointed at a folder of the user's keeps their files."""
+    folder = tmp_path / "work"
+    folder.mkdir(mode=0o700)
+    notes = folder / "notes.txt"
+    notes.write_text("mine")
+    not_an_id = tmp_path / "todo.txt"
+    not_an_id.write_text("buy milk")
+    monkeypatch.setenv("LUXONIS_TELEMETRY_SPOOL_DIR", str(folder))
+    monkeypatch.setenv("LUXONIS_TELEMETRY_INSTALL_ID_PATH", str(not_an_id))
+    Telemetry("lib").capture("e")
+    assert not_an_id.read_text() == "buy milk"  # not an id: never overwritten either
+
+    result = run_cli("disable")
+
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 pending event(s), 0 install ids" in result.stdout
+    assert result.stderr == (
+        f"luxonis-telemetry: warning: left alone {folder}: it holds files that are not ours\n"
+    )
+    assert files_under(folder) == {"notes.txt"}
+    assert notes.read_text() == "mine"
+    assert not_an_id.read_text() == "buy milk"
+
+
+def test_disable_counts_the_install_ids_it_removed(home: Path, spool_path: Path) -> None:
+    capture_some()
+    result = run_cli("disable")
+    assert "removed 4 pending event(s), 1 install id, recorded keys" in result.stdout
+    assert result.stderr == ""
+
+
 def test_a_spool_folder_of_another_user_is_left_alone(home: Path, spool_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("changing a folder's owner needs root")
     capture_some()
     os.chown(spool_path, 54321, 54321)
     before = files_under(spool_path)
-    assert run_cli("disable").returncode == 0
+    result = run_cli("disable")
+    assert result.returncode == 0
     assert files_under(spool_path) == before
+    assert f"left alone {spool_path}: " in result.stderr
 
 
 # -- purge ----------------------------------------------------------------------------------

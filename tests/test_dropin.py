@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -156,6 +157,70 @@ def test_the_callers_of_luxonis_ml_run_unchanged_and_their_event_arrives(
     assert set(properties) >= SYSTEM_KEYS, sorted(SYSTEM_KEYS - set(properties))
     assert spool_records(spool_path) == []
     assert server.event_count == 1  # the suppressed capture never arrives
+
+
+# -- the re-export luxonis-ml would ship (docs/migrating-from-luxonis-ml.md) ----------------------
+
+MIGRATION_PAGE = Path(__file__).parents[1] / "docs" / "migrating-from-luxonis-ml.md"
+
+
+def build_luxonis_ml_reexport(root: Path) -> list[str]:
+    """``luxonis_ml.telemetry`` as the migration page writes it; returns the modules built."""
+    text = MIGRATION_PAGE.read_text(encoding="utf-8")
+    section = text.split("## For luxonis-ml itself: the re-export", 1)[1].split("\n## ", 1)[0]
+    init = section.split("```python\n", 1)[1].split("```", 1)[0]
+    files = {"luxonis_ml/__init__.py": "", "luxonis_ml/telemetry/__init__.py": init}
+    for row in re.findall(r"^\| `(luxonis_ml/telemetry/[^`]+)` \| `([^`]+)` \|$", section, re.M):
+        files[row[0]] = row[1] + "\n"
+    for name in ("backends", "cli"):
+        files.setdefault(f"luxonis_ml/telemetry/{name}/__init__.py", "")
+    for relative, code in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(code, encoding="utf-8")
+    return sorted(
+        relative[: -len(".py")].replace("/__init__", "").replace("/", ".") for relative in files
+    )
+
+
+REEXPORT_CHECK = """
+import json, sys
+import luxonis_ml.telemetry as telemetry
+heavy = sorted({"posthog", "requests", "typer", "click", "cyclopts"} & set(sys.modules))
+import luxonis_ml.telemetry.backends.posthog, luxonis_ml.telemetry.cli.shared
+from luxonis_ml.telemetry import PostHogBackend, instrument_typer
+from luxonis_ml.telemetry.context import base_context
+print(json.dumps([heavy, sorted(telemetry.__all__), base_context(
+    library_name="l", library_version="1", session_id="s", source_component=None)["source_product"]]))
+"""
+
+
+def test_luxonis_mls_module_rebuilt_as_the_migration_page_says_runs_its_callers(
+    server: FakePostHog, tmp_path: Path, spool_path: Path
+) -> None:
+    modules = build_luxonis_ml_reexport(tmp_path)
+    telemetry_modules = ["", ".backends", ".backends.base", ".backends.noop", ".backends.posthog"]
+    telemetry_modules += [".backends.stdout", ".cli", ".cli.cyclopts", ".cli.shared", ".cli.typer"]
+    telemetry_modules += [".client", ".config", ".context", ".events", ".redaction"]
+    telemetry_modules += [".singleton", ".suppression"]
+    # every module of luxonis-ml 0.10.2's telemetry package
+    assert modules == sorted(
+        ["luxonis_ml"] + [f"luxonis_ml.telemetry{m}" for m in telemetry_modules]
+    )
+    for module in modules:
+        checked(run_program(tmp_path, f"import {module}"))
+
+    heavy, exported, product = json.loads(checked(run_program(tmp_path, REEXPORT_CHECK)))
+    assert heavy == []  # no star import: the names that load on first use stayed unloaded
+    assert len(exported) == 12
+    assert product == "l"
+
+    caller = CALLER.format(api_key=KEY, endpoint=server.url)
+    caller = caller.replace("from luxonis_telemetry", "from luxonis_ml.telemetry")
+    result = run_program(tmp_path, caller)
+    assert (checked(result), result.stderr) == ("[false, true, false]\n", "")
+    checked(upload_command(tmp_path))
+    assert server.wait_for(1, timeout=10)
+    assert server.batches[0].events[0]["properties"]["source_product"] == "hubai_sdk"
 
 
 # -- one test per issue-9 item a tool relies on ----------------------------------------------------

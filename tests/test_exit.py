@@ -61,6 +61,24 @@ def test_healthy_endpoint_gets_the_events_soon_after_exit(
     assert spool_records(spool_path) == []
 
 
+def test_starting_the_helper_prints_nothing_even_in_development_mode(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
+    """Review: ``-X dev`` showed "ResourceWarning: subprocess ... is still running" at exit."""
+    program = PROGRAM.replace("logging.basicConfig(", "(lambda **_: None)(")
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", program],
+        env={**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert exit_env.wait_for(10, timeout=10)  # the helper did start
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+
+
 def test_exit_code_is_untouched(exit_env: FakePostHog) -> None:
     _elapsed, _stderr, code = run_program()
     assert code == 0

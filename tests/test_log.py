@@ -112,6 +112,20 @@ def test_broken_logging_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [where for where, _exc in seen] == ["somewhere", "guarded"]
 
 
+def test_debug_enabled_follows_the_loggers_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=_log.LOGGER_NAME)
+    assert not _log.debug_enabled()
+    caplog.set_level(logging.DEBUG, logger=_log.LOGGER_NAME)
+    assert _log.debug_enabled()
+
+
+def test_debug_is_off_without_logging_or_with_a_broken_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "logging", None)
+    assert not _log.debug_enabled()
+    monkeypatch.setitem(sys.modules, "logging", type(sys)("logging"))
+    assert not _log.debug_enabled()
+
+
 @pytest.mark.allow_internal_errors
 def test_a_half_imported_logging_module_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     """What a signal handler meets while the first ``import logging`` runs: no getLogger yet."""

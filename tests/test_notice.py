@@ -157,3 +157,10 @@ def test_the_text_names_the_product_and_its_page() -> None:
     )
     assert named.startswith("HubAI records")
     assert "More: https://hub.example/privacy" in named
+
+
+def test_the_privacy_page_quotes_the_notice_word_for_word() -> None:
+    """docs/privacy.md shows people what they will read; it must not drift from the code."""
+    page = (Path(__file__).parents[1] / "docs" / "privacy.md").read_text(encoding="utf-8")
+    quoted = page.split("## The one-time notice", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    assert quoted == notice_text(TelemetryConfig()) + "\n"

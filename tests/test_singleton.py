@@ -113,6 +113,28 @@ def test_a_new_config_or_version_for_an_existing_instance_is_ignored_and_logged(
     assert "ignored" not in caplog.text  # the same values are no change
 
 
+def test_reuse_resolves_no_config_unless_debug_logging_would_show_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a tool calling get_or_init on every command must not re-read settings each time."""
+    caplog.set_level(logging.INFO, logger="luxonis_telemetry")
+    first = get_or_init("lib")
+    resolved: list[object] = []
+    original = TelemetryConfig.from_environ.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[TelemetryConfig], *args: Any, **kwargs: Any) -> TelemetryConfig:
+        resolved.append(args)
+        return original(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(TelemetryConfig, "from_environ", classmethod(counting))
+    assert get_or_init("lib", config=TelemetryConfig(enabled=False)) is first
+    assert resolved == []
+    caplog.set_level(logging.DEBUG, logger="luxonis_telemetry")
+    assert get_or_init("lib", config=TelemetryConfig(enabled=False)) is first
+    assert len(resolved) == 1
+    assert "the new config was ignored" in caplog.text
+
+
 @pytest.mark.allow_internal_errors
 def test_odd_arguments_on_reuse_never_raise() -> None:
     first = get_or_init("lib")

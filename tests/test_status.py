@@ -378,3 +378,20 @@ def test_huge_numbers_in_settings_give_a_sane_status(monkeypatch: pytest.MonkeyP
     assert info["max_event_age_days"] == 30.0
     assert field(status_text(), "caps") == "50 MiB, 30 days"
     assert run_cli("status").returncode == 0
+
+
+@pytest.mark.parametrize("moment", ["1e300", "-1e300", "9" * 400, "253402300800"])
+def test_times_beyond_any_calendar_in_state_json_give_a_sane_status(
+    spool_path: Path, moment: str
+) -> None:
+    """Review: a hand-edited ``state.json`` made ``status`` raise OverflowError."""
+    Telemetry("lib").capture("e")
+    (spool_path / "state.json").write_text(
+        f'{{"v": 1, "last_upload": {{"at": {moment}, "sent": 1}},'
+        f' "exit_backoff": {{"failures": 1, "next_attempt_at": {moment}}}}}'
+    )
+    (spool_path / "state.json").chmod(0o600)
+    result = run_cli("status")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert status_json()["pending_events"] == 1

@@ -592,6 +592,43 @@ def test_host_names_are_resolved(serve: Callable[..., Server]) -> None:
     assert server.requests[0].headers["host"] == f"localhost:{server.port}"
 
 
+def test_address_literals_start_no_resolver_thread(serve: Callable[..., Server]) -> None:
+    server = serve(ack_all)
+    before = {thread.name for thread in threading.enumerate()}
+
+    response = new_session().post(server.url, timeout=5)
+
+    assert response.status_code == 200
+    started = {thread.name for thread in threading.enumerate()} - before
+    assert "luxonis-telemetry-resolve" not in started
+    assert _transport._is_address_literal("::1")
+    assert not _transport._is_address_literal("localhost")
+
+
+def test_names_resolve_inline_when_no_thread_can_start(
+    serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12+ refuses new threads at interpreter exit; the upload still goes."""
+    server = serve(ack_all)
+
+    start = threading.Thread.start
+
+    def refuse_resolvers(self: threading.Thread) -> None:
+        if self.name == "luxonis-telemetry-resolve":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_resolvers)
+    response = new_session().post(f"http://localhost:{server.port}/batch/", timeout=5)
+
+    assert response.status_code == 200
+
+
+def test_unresolvable_names_are_connection_errors() -> None:
+    with pytest.raises(requests.ConnectionError, match="cannot resolve"):
+        new_session().post("http://name.invalid/batch/", timeout=5)
+
+
 def test_connection_refused_is_a_connection_error() -> None:
     with socket.socket() as bound_not_listening:
         bound_not_listening.bind(("127.0.0.1", 0))

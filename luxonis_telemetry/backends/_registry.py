@@ -24,7 +24,6 @@ __all__ = [
     "TELEMETRY_BACKENDS",
     "BackendRegistry",
     "build_backend",
-    "is_builtin",
     "is_registered",
     "register_backend",
 ]
@@ -49,10 +48,6 @@ def register_backend(name: str, factory: Callable[[TelemetryConfig], Any]) -> No
 def is_registered(name: str) -> bool:
     """Whether ``name`` was registered in this process (its events are served in-process)."""
     return name.strip().lower() in _state.state.backend_factories
-
-
-def is_builtin(name: str) -> bool:
-    return name.strip().lower() in BUILTIN_BACKENDS
 
 
 def build_backend(name: str, config: TelemetryConfig) -> Any:

@@ -158,26 +158,48 @@ class _TimedSSLSocket(ssl.SSLSocket):
 def _resolve(host: str, port: int, budget: _Budget) -> _AddrInfo:
     """getaddrinfo, bounded: the resolver's own retries can outlast any upload timeout.
 
-    A lookup that overruns is abandoned to its daemon thread.
+    A lookup that overruns is abandoned to its daemon thread. Address literals
+    need no resolver, and where no thread can start (Python 3.12+ at
+    interpreter exit) the lookup runs inline: unbounded, but better than none.
     """
+    if _is_address_literal(host):
+        return _getaddrinfo(host, port)
     box: list[Union[_AddrInfo, OSError]] = []
     done = threading.Event()
 
     def lookup() -> None:
         try:
-            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as exc:
-            box.append(OSError(f"cannot resolve {host!r}: {exc}"))
+            box.append(_getaddrinfo(host, port))
+        except OSError as exc:
+            box.append(exc)
         finally:
             done.set()
 
-    threading.Thread(target=lookup, name="luxonis-telemetry-resolve", daemon=True).start()
+    try:
+        threading.Thread(target=lookup, name="luxonis-telemetry-resolve", daemon=True).start()
+    except RuntimeError:
+        return _getaddrinfo(host, port)
     if not done.wait(budget.left()):
         raise TimeoutError(f"resolving {host!r} took too long")
     result = box[0]
     if isinstance(result, OSError):
         raise result
     return result
+
+
+def _getaddrinfo(host: str, port: int) -> _AddrInfo:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise OSError(f"cannot resolve {host!r}: {exc}") from None
+
+
+def _is_address_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _open_tcp(host: str, port: int, budget: _Budget) -> _TimedSocket:

@@ -2,7 +2,8 @@
 
 A thin layer over the library: every command maps to a library call.
 Errors are one line on stderr (``luxonis-telemetry: error: ...``), never a
-traceback. Exit codes: 0 done, 1 something left pending or failed, 2 usage.
+traceback. Exit codes: 0 done, 1 something left pending or failed, 2 usage,
+130 interrupted.
 A tool can mount these commands under its own Typer CLI with
 :func:`add_commands` (``mytool telemetry status``); they record nothing.
 """
@@ -11,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
-
 from . import _inspect, _manage, _upload
-from ._app import app
+from ._app import app, error_line
 
 __all__ = ["add_commands", "app", "main"]
 
@@ -40,6 +39,7 @@ def main() -> None:
         raise
     except BaseException as exc:  # noqa: BLE001 - one line, never a traceback
         if isinstance(exc, KeyboardInterrupt):
+            error_line("interrupted")
             raise SystemExit(130) from None
-        typer.echo(f"luxonis-telemetry: error: {type(exc).__name__}: {exc}", err=True)
+        error_line(f"unexpected {type(exc).__name__}: {exc}")
         raise SystemExit(1) from None

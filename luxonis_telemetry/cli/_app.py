@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     from ..spool import Spool
 
 __all__ = [
+    "PROG",
     "CliError",
     "app",
     "command",
+    "error_line",
     "parse_since",
     "print_json",
     "require_spool",
@@ -67,7 +69,7 @@ class _OneLineErrors(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except typer.Abort:
-            _error_line("aborted")
+            error_line("aborted")
             sys.exit(1)
         except Exception as exc:
             exit_code = getattr(exc, "exit_code", None)
@@ -76,7 +78,7 @@ class _OneLineErrors(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 exc.show()  # type: ignore[attr-defined]
             else:
-                _error_line(exc.format_message() + _help_hint(exc, exit_code))
+                error_line(exc.format_message() + _help_hint(exc, exit_code))
             sys.exit(exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -109,13 +111,13 @@ class CliError(Exception):
         self.code = code
 
 
-def _error_line(message: str) -> None:
+def error_line(message: str) -> None:
     """One line on stderr; whatever a file name or a server put in it is shown literally."""
     typer.echo(f"{PROG}: error: {literal(' '.join(message.split()))}", err=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    _error_line(message)
+    error_line(message)
     return typer.Exit(code)
 
 
@@ -141,8 +143,10 @@ def command(name: Optional[str] = None) -> Callable[[F], F]:
             with suppress_telemetry():
                 try:
                     return func(*args, **kwargs)
-                except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                except (typer.Exit, typer.Abort):
                     raise
+                except KeyboardInterrupt:  # an interruption, as shells count it: 128 + SIGINT
+                    raise fail("interrupted", 130) from None
                 except CliError as exc:
                     raise fail(str(exc), exc.code) from None
                 except OSError as exc:

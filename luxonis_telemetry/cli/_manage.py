@@ -13,7 +13,7 @@ from .._text import literal
 from ..config import decide_mode, read_dotenv
 from ..status import gather_status
 from ..uploader import open_spool
-from ._app import CliError, command, print_json, require_spool, warn_unsafe_files
+from ._app import PROG, CliError, command, print_json, require_spool, warn_unsafe_files
 
 __all__ = ["disable", "enable", "local", "purge", "status"]
 
@@ -164,9 +164,16 @@ def local() -> None:
 def disable() -> None:
     """Turn telemetry off for this user and delete everything it wrote (but that choice)."""
     path, report = _controls.disable(open_spool())
-    typer.echo(
-        f"telemetry disabled; removed {report.removed} pending event(s), the install id, "
-        f"keys and counters; only the choice is kept, in {path}"
+    ids = (
+        "1 install id"
+        if report.install_ids_removed == 1
+        else (f"{report.install_ids_removed} install ids")
     )
+    typer.echo(
+        f"telemetry disabled; removed {report.removed} pending event(s), {ids}, "
+        f"recorded keys and counters; the choice is kept in {path}"
+    )
+    for kept in report.kept:
+        typer.echo(f"{PROG}: warning: left alone {literal(kept)}", err=True)
     if report.upload_still_running:
         typer.echo(_UPLOAD_STILL_RUNNING, err=True)
