@@ -69,6 +69,9 @@ __all__ = [
 ]
 
 LOCK_TIMEOUT = 2.0
+# A thread of ours inside the lock longer than this is stuck (a hung disk), not
+# slow: it waits at most LOCK_TIMEOUT for the process lock, then leaves.
+_STUCK_AFTER = LOCK_TIMEOUT + 1.0
 _KEEP_OPEN = os.name != "nt"  # Windows cannot rename a file others hold open
 
 
@@ -111,6 +114,7 @@ class Spool:
         # again is re-entering from a signal handler or a finalizer
         self._busy: set[int] = set()
         self._stuck = False  # the process lock timed out; fail fast until seen free
+        self._entered_at = 0.0  # when the thread now holding the thread lock took it
         self._lock: Optional[ProcessLock] = None
         self._files: dict[str, int] = {}
         self._ends: dict[str, int] = {}
@@ -182,26 +186,38 @@ class Spool:
         busy.add(me)
         try:
             thread_lock = self._thread_lock
-            # Held by another thread of ours: wait once; if it stays stuck (a hung
-            # disk), later captures fail fast too, as for a stuck process.
-            if not thread_lock.acquire(False) and (
-                self._stuck or not thread_lock.acquire(timeout=LOCK_TIMEOUT)
+            if not thread_lock.acquire(False) and not thread_lock.acquire(
+                timeout=self._thread_wait()
             ):
-                self._stuck = True
                 raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
+            self._entered_at = time.monotonic()
             try:
                 return self._take_lock(recording)
             except BaseException:
+                self._entered_at = 0.0
                 thread_lock.release()
                 raise
         except BaseException:
             busy.discard(me)
             raise
 
+    def _thread_wait(self) -> float:
+        """How long to wait for another thread of ours: not at all once it is stuck.
+
+        Threads queueing behind busy writers wait up to ``LOCK_TIMEOUT``; a
+        holder inside for longer than ``_STUCK_AFTER`` costs the others no
+        wait, so a hung write costs this process one bounded wait.
+        """
+        entered_at = self._entered_at
+        if not entered_at:
+            return LOCK_TIMEOUT
+        return max(0.0, min(LOCK_TIMEOUT, entered_at + _STUCK_AFTER - time.monotonic()))
+
     def _exit(self, lock: ProcessLock) -> None:
         try:
             lock.release()
         finally:
+            self._entered_at = 0.0
             self._thread_lock.release()
             self._busy.discard(_thread.get_ident())
 
@@ -249,6 +265,7 @@ class Spool:
         self._thread_lock = _thread.allocate_lock()
         self._busy = set()
         self._stuck = False
+        self._entered_at = 0.0
         self._forks = _state.forks
 
     def forget_descriptors(self) -> None:
@@ -274,7 +291,7 @@ class Spool:
             return
         self._busy.add(me)
         try:
-            if self._thread_lock.acquire(timeout=LOCK_TIMEOUT):
+            if self._thread_lock.acquire(timeout=self._thread_wait()):
                 try:
                     self.forget_descriptors()
                 finally:
