@@ -287,14 +287,12 @@ def _spawn_helper(spool: Spool, interpreter: str) -> None:
         lock.release()
     finally:
         lock.close()
-    import subprocess
-
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # -I: no script folder or cwd on sys.path, no PYTHON* variables, no user site.
     # Our package's folder and the host's own absolute paths go after the
     # standard library, so nothing can shadow it.
     code = (
-        "import sys; sys.path.extend(sys.argv[1:]); "
+        "import os, sys; os.chdir(os.sep); sys.path.extend(sys.argv[1:]); "
         "from luxonis_telemetry._exit import helper_main; helper_main()"
     )
     paths = [package_parent] + [
@@ -302,6 +300,32 @@ def _spawn_helper(spool: Spool, interpreter: str) -> None:
     ]
     env = dict(os.environ)
     env[SPOOL_DIR] = spool.path
+    pid = _start_detached([interpreter, "-I", "-c", code, *paths], env)
+    _log.debug("exit upload: helper %d started", pid)
+
+
+def _start_detached(argv: list[str], env: dict[str, str]) -> int:
+    """Start ``argv`` in a session of its own, on /dev/null, from the root folder.
+
+    ``os.posix_spawn`` where it can start a session: importing ``subprocess``
+    (and ``locale``, ``re``, ``threading``... with it) would cost every tool
+    about 10 ms at exit. Descriptors the host made inheritable are closed in
+    the helper, as ``subprocess``'s ``close_fds`` does, so it holds no pipe a
+    parent of the host waits on.
+    """
+    if os.name != "nt" and hasattr(os, "posix_spawn"):
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0)
+            for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY))
+        ]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_descriptors()]
+        try:
+            return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+        except (NotImplementedError, OSError) as exc:  # no setsid here, or a descriptor raced
+            _log.debug("exit upload: posix_spawn failed (%s); using subprocess", exc)
+    import subprocess
+    import warnings
+
     options: dict[str, Any] = {
         "stdin": subprocess.DEVNULL,
         "stdout": subprocess.DEVNULL,
@@ -314,13 +338,32 @@ def _spawn_helper(spool: Spool, interpreter: str) -> None:
         options["creationflags"] = 0x00000008 | 0x00000200  # DETACHED | NEW_GROUP
     else:
         options["start_new_session"] = True
-    import warnings
-
-    helper = subprocess.Popen([interpreter, "-I", "-c", code, *paths], **options)
-    _log.debug("exit upload: helper %d started", helper.pid)
+    helper = subprocess.Popen(argv, **options)
     with warnings.catch_warnings():  # it is meant to outlive us: no "still running" warning
         warnings.simplefilter("ignore", ResourceWarning)
+        pid = helper.pid
         del helper
+    return pid
+
+
+def _inheritable_descriptors() -> list[int]:
+    """The host's descriptors above stderr that a new process would inherit."""
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(listing)
+        except OSError:
+            continue
+        found = []
+        for name in names:
+            fd = int(name) if name.isdigit() else -1
+            if fd > 2:
+                try:
+                    if os.get_inheritable(fd):
+                        found.append(fd)
+                except OSError:  # the listing's own descriptor, closed by now
+                    pass
+        return found
+    return []
 
 
 def helper_main() -> None:

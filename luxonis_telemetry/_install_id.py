@@ -59,8 +59,12 @@ def _read_or_create(path: str) -> Optional[str]:
                 continue  # another process published its id first: read that one
             return created
         except OSError as exc:
-            if _being_published(path):
-                time.sleep(0.001)  # another process is between link and unlink
+            # Another process is between link and unlink, or was when we
+            # opened and has since removed its temporary name: look again.
+            if _being_published(path) or (
+                isinstance(exc, _fs.UnsafeFile) and _fs.problem(path) is None
+            ):
+                time.sleep(0.001)
                 continue
             _log.debug("install id %s unusable: %s", path, exc)
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import select
 import shutil
 import subprocess
 import sys
@@ -184,10 +185,94 @@ def test_a_hanging_in_process_backend_cannot_hold_the_exit(spool_path: Path) -> 
     assert len(spool_records(spool_path)) == 1  # not confirmed, so still pending
 
 
+# -- how the helper is started ------------------------------------------------------------
+
+WATCHED_EXIT = """
+import atexit, os, sys
+def after_our_hook():  # registered first, so it runs after the library's own hook
+    with open(sys.argv[1], "w") as handle:
+        handle.write(repr(sorted({"subprocess", "locale", "re"} & set(sys.modules))))
+atexit.register(after_our_hook)
+if len(sys.argv) > 2:
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no setsid here")
+    os.posix_spawn = refuse
+from luxonis_telemetry import Telemetry
+Telemetry("exiting").capture("work")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="POSIX only")
+def test_the_helper_starts_without_importing_subprocess(
+    exit_env: FakePostHog, spool_path: Path, tmp_path: Path
+) -> None:
+    """Issue 12: ``import subprocess`` (with locale and re) cost every exit about 10 ms."""
+    seen = tmp_path / "modules.txt"
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", WATCHED_EXIT, str(seen)],
+        env={**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "subprocess" not in seen.read_text()
+    assert exit_env.wait_for(1, timeout=30)
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+
+
+def test_without_posix_spawn_the_helper_starts_through_subprocess(
+    exit_env: FakePostHog, spool_path: Path, tmp_path: Path
+) -> None:
+    seen = tmp_path / "modules.txt"
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", WATCHED_EXIT, str(seen), "no-posix-spawn"],
+        env={**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "subprocess" in seen.read_text()
+    assert exit_env.wait_for(1, timeout=30)
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+
+
+def test_the_helper_holds_no_pipe_the_hosts_parent_waits_on(
+    exit_env: FakePostHog, spool_path: Path
+) -> None:
+    """A parent reading the host's inherited pipe must see it closed when the host exits."""
+    exit_env.delay = 3.0  # the helper is still uploading when the host is gone
+    read_end, write_end = os.pipe()
+    try:
+        host = subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            env={**os.environ, "LUXONIS_TELEMETRY_UPLOAD_ON_EXIT": "1"},
+            pass_fds=(write_end,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(write_end)
+        write_end = -1
+        assert host.wait(timeout=60) == 0
+        assert helpers_of(spool_path)  # still running (it waits ~3 s for the answer)
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        assert ready and os.read(read_end, 1) == b""  # end of file: nobody holds it
+        assert helpers_of(spool_path)  # ... and the helper was alive all along
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    assert exit_env.wait_for(10, timeout=30)
+    assert wait_until(lambda: not helpers_of(spool_path), 30)
+
+
 # -- no Python interpreter to run a helper with (8.5) -------------------------------------
 
 NO_INTERPRETER = """
-import logging, subprocess, sys
+import logging, os, subprocess, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
 launches, kind, fake_binary = sys.argv[1:4]
 real_init = subprocess.Popen.__init__
@@ -198,6 +283,14 @@ def spy(self, args, *more, **options):
     real_init(self, args, *more, **options)
 
 subprocess.Popen.__init__ = spy
+real_spawn = os.posix_spawn
+
+def spawn_spy(path, argv, *more, **options):
+    with open(launches, "a") as handle:
+        handle.write(repr(argv) + "\\n")
+    return real_spawn(path, argv, *more, **options)
+
+os.posix_spawn = spawn_spy
 if kind == "frozen":  # PyInstaller and the like: sys.executable is the application
     sys.frozen = True
 sys.executable = fake_binary  # frozen, or a program embedding Python (uWSGI, a plug-in host)
@@ -288,13 +381,17 @@ def test_the_helper_runs_from_the_root_folder_with_an_isolated_path(
     assert "started" in result.stderr
     assert wait_until(lambda: helpers_of(spool_path), 10)
     pid = helpers_of(spool_path)[0]
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            argv = handle.read().split(b"\0")
-    except OSError:
-        pytest.fail("the helper finished before it could be looked at")
-    assert cwd == "/"
+
+    def working_folder() -> str:
+        try:
+            return os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            pytest.fail("the helper finished before it could be looked at")
+
+    # its first statement leaves the host's folder (no mount is held busy)
+    assert wait_until(lambda: working_folder() == "/", 10), working_folder()
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        argv = handle.read().split(b"\0")
     assert argv[1] == b"-I"
     assert exit_env.wait_for(10, timeout=30)
     assert wait_until(lambda: not helpers_of(spool_path), 30)

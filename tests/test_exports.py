@@ -318,6 +318,8 @@ def test_star_import_works(name: str) -> None:
 
 
 def _missing_docstring(value: object) -> bool:
+    if getattr(value, "__origin__", None) is not None:
+        return False  # a type alias such as Callable[...] cannot carry a docstring of its own
     if inspect.isclass(value):
         doc = vars(value).get("__doc__")
         if dataclasses.is_dataclass(value) and isinstance(doc, str):
@@ -376,6 +378,37 @@ def test_import_loads_no_heavy_or_slow_module() -> None:
     assert "luxonis_telemetry" in loaded
     found = sorted(module for module in loaded if module.split(".")[0] in NOT_LOADED_BY_IMPORT)
     assert found == [], f"import luxonis_telemetry loads {found}"
+
+
+CAPTURE_LOADS = """
+import sys
+sys.path[:0] = [{repo!r}, {site!r}]
+import luxonis_telemetry
+before = set(sys.modules)
+luxonis_telemetry.Telemetry("bench").capture(
+    "train.start", {{"epochs": 20, "model": "yolov8n", "lr": 0.001, "dataset": "coco"}}
+)
+print("\\n".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_capturing_loads_no_slow_module_on_any_run(home: Path) -> None:
+    """Issue 12: the second run of a tool read the install id through ``re`` (~6 ms)."""
+    code = CAPTURE_LOADS.format(repo=str(REPO), site=sysconfig.get_paths()["purelib"])
+    for run in ("first", "second"):
+        result = subprocess.run(
+            [sys.executable, "-S", "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+        )
+        assert result.returncode == 0, result.stderr
+        loaded = result.stdout.split()
+        slow = sorted(m for m in loaded if m.split(".")[0] in (*NOT_LOADED_BY_IMPORT, "re"))
+        assert slow == [], f"{run} run's capture loads {slow}"
+    assert (home / ".config" / "luxonis-telemetry" / "install_id").is_file()
 
 
 # -- import rules between the modules ---------------------------------------------------------

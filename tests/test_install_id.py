@@ -92,6 +92,32 @@ def test_reading_an_existing_file(content: str, expected: str | None, id_path: P
     assert id_path.read_text() == content  # an unusable file is left alone
 
 
+def test_a_creator_that_finishes_publishing_while_we_look_is_read(
+    id_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window the six-process race hit now and then: our open sees the creator's
+    second link, and by the time we look again the creator has removed it."""
+    from luxonis_telemetry import _fs
+
+    theirs = str(uuid.uuid4())
+    id_path.parent.mkdir(parents=True)
+    id_path.write_text(f"{theirs}\n")
+    creators_temp = id_path.with_name("install_id.0123456789abcdef.tmp")
+    os.link(id_path, creators_temp)
+    real_open = _fs.open_checked
+
+    def open_as_the_creator_unlinks(path: str, *args: object, **kwargs: object) -> int:
+        try:
+            return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+        except _fs.UnsafeFile:
+            creators_temp.unlink(missing_ok=True)
+            raise
+
+    monkeypatch.setattr(_fs, "open_checked", open_as_the_creator_unlinks)
+    assert load_install_id(str(id_path)) == theirs
+    assert id_path.read_text() == f"{theirs}\n"
+
+
 def test_six_racing_processes_agree_on_one_id(id_path: Path, tmp_path: Path) -> None:
     go = tmp_path / "go"
     code = (

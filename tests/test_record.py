@@ -330,6 +330,31 @@ def test_is_uuid_accepts_exactly_what_posthog_parses(text: Any, expected: bool) 
     assert is_uuid(text) is expected
 
 
+_HEX = "[0-9a-fA-F]"
+_HYPHENATED = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+POSTHOG_UUID = re.compile(
+    f"{_HEX}{{32}}|{_HYPHENATED}|\\{{{_HYPHENATED}\\}}|urn:uuid:{_HYPHENATED}"
+)
+uuid_like = st.one_of(
+    st.text(alphabet="0123456789abcdefABCDEFg-{}:nru \n\u0660\uff10", max_size=46),
+    st.uuids().map(str),
+    st.uuids().map(lambda u: u.hex),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: u.urn),
+    st.builds(
+        lambda u, at, ch: str(u)[:at] + ch + str(u)[at + 1 :],
+        st.uuids(),
+        st.integers(0, 35),
+        st.sampled_from("-g{}: \u0660\uff10\u00e9_+"),
+    ),
+)
+
+
+@given(uuid_like)
+def test_is_uuid_agrees_with_the_grammar_written_as_a_regular_expression(text: str) -> None:
+    assert is_uuid(text) is (POSTHOG_UUID.fullmatch(text) is not None)
+
+
 # -- any value a caller passes gives a valid line -------------------------------------------------
 
 
