@@ -77,13 +77,13 @@ def helper_interpreter() -> Optional[str]:
     A frozen application (``sys.frozen``: PyInstaller, cx_Freeze, py2exe...)
     or an embedding program (uWSGI, a plug-in host) has its own binary as
     ``sys.executable``; started with ``-I -c``, it would relaunch itself. Only
-    a binary named like a Python interpreter is used.
+    a binary named like a Python interpreter, by its absolute path, is used.
     """
     if getattr(sys, "frozen", False):
         return None
     executable = sys.executable
-    if not executable:
-        return None
+    if not executable or not os.path.isabs(executable):
+        return None  # a relative one would be looked up in the host's working folder
     name = os.path.basename(executable).lower().removesuffix(".exe")
     if not name.startswith(("python", "pypy")):
         return None
@@ -313,15 +313,17 @@ def _start_detached(argv: list[str], env: dict[str, str]) -> int:
     the helper, as ``subprocess``'s ``close_fds`` does, so it holds no pipe a
     parent of the host waits on.
     """
-    if os.name != "nt" and hasattr(os, "posix_spawn"):
+    closing = _closing_actions() if os.name != "nt" and hasattr(os, "posix_spawn") else None
+    if closing is not None:
         actions: list[tuple[Any, ...]] = [
             (os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0)
             for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY))
         ]
-        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_descriptors()]
         try:
-            return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
-        except (NotImplementedError, OSError) as exc:  # no setsid here, or a descriptor raced
+            return os.posix_spawn(argv[0], argv, env, file_actions=actions + closing, setsid=True)
+        # No setsid or closefrom here, a descriptor raced, or an environment
+        # entry posix_spawn refuses (an empty name, which subprocess passes on).
+        except (NotImplementedError, OSError, ValueError) as exc:
             _log.debug("exit upload: posix_spawn failed (%s); using subprocess", exc)
     import subprocess
     import warnings
@@ -346,8 +348,20 @@ def _start_detached(argv: list[str], env: dict[str, str]) -> int:
     return pid
 
 
-def _inheritable_descriptors() -> list[int]:
-    """The host's descriptors above stderr that a new process would inherit."""
+def _closing_actions() -> Optional[list[tuple[Any, ...]]]:
+    """``posix_spawn`` actions closing every descriptor above stderr in the helper.
+
+    ``None`` when they cannot be known (no ``closefrom``, no descriptor
+    listing: a sandbox without ``/proc``): then ``subprocess`` starts it.
+    """
+    if hasattr(os, "POSIX_SPAWN_CLOSEFROM"):  # Python 3.13+ on glibc 2.34+
+        return [(os.POSIX_SPAWN_CLOSEFROM, 3)]
+    found = _inheritable_descriptors()
+    return None if found is None else [(os.POSIX_SPAWN_CLOSE, fd) for fd in found]
+
+
+def _inheritable_descriptors() -> Optional[list[int]]:
+    """The host's descriptors above stderr that a new process would inherit, if listable."""
     for listing in ("/proc/self/fd", "/dev/fd"):
         try:
             names = os.listdir(listing)
@@ -363,7 +377,7 @@ def _inheritable_descriptors() -> list[int]:
                 except OSError:  # the listing's own descriptor, closed by now
                     pass
         return found
-    return []
+    return None
 
 
 def helper_main() -> None:

@@ -42,7 +42,7 @@ class ProcessLock:
         self._fd: Optional[int] = None
         self._portable: Any = None
 
-    def acquire(self, timeout: float, *, verify: bool = True) -> bool:
+    def acquire(self, timeout: float) -> bool:
         """Take the lock within ``timeout`` seconds (0: only if free now).
 
         Every wait is bounded: telemetry never blocks its host indefinitely.
@@ -50,10 +50,7 @@ class ProcessLock:
         is unusable (:class:`~luxonis_telemetry._fs.UnsafeFile` for a FIFO,
         symlink, another user's file...), so a broken lock is never mistaken
         for contention, and ``FileNotFoundError`` when the file was deleted
-        while we waited (a lock on a deleted file excludes nobody). A caller
-        that checks for deletion another way (the spool's append, through
-        its open file) passes ``verify=False`` and calls :meth:`deleted`
-        when it suspects one: a capture saves an ``fstat``.
+        while we waited (a lock on a deleted file excludes nobody).
         """
         if fcntl is None:  # pragma: no cover - Windows
             return self._acquire_portable(timeout)
@@ -65,18 +62,13 @@ class ProcessLock:
         except BlockingIOError:
             if not self._wait(fd, timeout):
                 return False
-        if verify and self.deleted():
+        if os.fstat(fd).st_nlink == 0:
             # The file was deleted (the whole spool removed?): a lock on it
             # excludes nobody. The caller recreates the folder and retries.
             fcntl.flock(fd, fcntl.LOCK_UN)
             self.close()
             raise FileNotFoundError(errno.ENOENT, "lock file vanished", self.path)
         return True
-
-    def deleted(self) -> bool:
-        """Whether our lock file has no name left (a lock on it excludes nobody)."""
-        fd = self._fd
-        return fd is not None and os.fstat(fd).st_nlink == 0
 
     @staticmethod
     def _wait(fd: int, timeout: float) -> bool:

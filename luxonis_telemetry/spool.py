@@ -83,10 +83,6 @@ class Reentered(OSError):
     """A capture re-entered on a thread that is already writing to this spool."""
 
 
-class _FolderVanished(OSError):
-    """Found with the lock held: our lock file was deleted, so the lock excludes nobody."""
-
-
 class TurnedOff(OSError):
     """The user turned telemetry off while this process ran (the spool was removed)."""
 
@@ -173,7 +169,7 @@ class Spool:
         """Hold the append lock: appends, seals, caps and state changes happen under it."""
         return _Locked(self)
 
-    def _enter(self, recording: bool = False, *, verify: bool = True) -> ProcessLock:
+    def _enter(self, recording: bool = False) -> ProcessLock:
         """Take the thread lock, then the process lock; never wait for ourselves.
 
         The thread is marked busy *before* it takes the thread lock and
@@ -196,7 +192,7 @@ class Spool:
                 raise LockTimeout(errno.EAGAIN, "spool busy in this process", self.path)
             self._entered_at = time.monotonic()
             try:
-                return self._take_lock(recording, verify)
+                return self._take_lock(recording)
             except BaseException:
                 self._entered_at = 0.0
                 thread_lock.release()
@@ -225,7 +221,7 @@ class Spool:
             self._thread_lock.release()
             self._busy.discard(_thread.get_ident())
 
-    def _take_lock(self, recording: bool, verify: bool = True) -> ProcessLock:
+    def _take_lock(self, recording: bool) -> ProcessLock:
         """The held process lock (caller holds the thread lock).
 
         If the folder vanished under us (deleted by hand while we run), it is
@@ -244,7 +240,7 @@ class Spool:
                 self._lock = ProcessLock(self.file("lock"))
             lock = self._lock
             try:
-                taken = lock.acquire(0 if self._stuck else LOCK_TIMEOUT, verify=verify)
+                taken = lock.acquire(0 if self._stuck else LOCK_TIMEOUT)
             except FileNotFoundError:
                 if attempt == 2:
                     raise
@@ -308,19 +304,11 @@ class Spool:
     def append(self, library: str, line: bytes) -> None:
         """Append one encoded line for ``library``; raises ``OSError`` on failure."""
         key = self._keys.get(library) or self._key_for(library)
-        # With the active file open, its fstat (needed anyway) tells whether
-        # the folder was deleted, so the lock file's own check is skipped.
-        verify = key not in self._files
-        for _attempt in (1, 2):
-            lock = self._enter(recording=True, verify=verify)
-            try:
-                self._append_locked(key, line)
-                return
-            except _FolderVanished:
-                verify = True  # the next _enter recreates the folder and its lock
-            finally:
-                self._exit(lock)
-        raise SpoolError(errno.ENOENT, "the spool folder keeps vanishing", self.path)
+        lock = self._enter(recording=True)
+        try:
+            self._append_locked(key, line)
+        finally:
+            self._exit(lock)
 
     def _append_locked(self, key: str, line: bytes) -> None:
         fd, end = self._active_descriptor(key)
@@ -373,12 +361,8 @@ class Spool:
             if info.st_nlink and info.st_mode & stat.S_IWUSR:
                 return fd, info.st_size
             self._close_active(key)
-            if not info.st_nlink:  # uploaded, purged, or the whole folder deleted
-                if not _still_on():  # `disable` removed it
-                    raise TurnedOff(errno.EPERM, "telemetry was turned off", self.path)
-                if self._lock is not None and self._lock.deleted():
-                    self.forget_descriptors()
-                    raise _FolderVanished(errno.ENOENT, "spool folder deleted", self.path)
+            if not info.st_nlink and not _still_on():  # purged by `disable`
+                raise TurnedOff(errno.EPERM, "telemetry was turned off", self.path)
         path = self._paths.get(key)
         if path is None:
             path = self._paths[key] = self.file(f"active.{key}.jsonl")

@@ -269,6 +269,70 @@ def test_the_helper_holds_no_pipe_the_hosts_parent_waits_on(
     assert wait_until(lambda: not helpers_of(spool_path), 30)
 
 
+def _started_program_writes(tmp_path: Path, env: dict[str, str]) -> Path:
+    """Start a tiny program through the helper's starter; the file it writes."""
+    from luxonis_telemetry import _exit
+
+    marker = tmp_path / "ran.txt"
+    code = f"open({str(marker)!r}, 'w').write('ran')"
+    pid = _exit._start_detached([sys.executable, "-I", "-c", code], env)
+    assert wait_until(marker.exists, 30)
+    assert wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, 30)
+    return marker
+
+
+def test_an_environment_entry_posix_spawn_refuses_still_starts_the_helper(
+    tmp_path: Path,
+) -> None:
+    """A launcher may leave an entry with an empty name: posix_spawn raises ValueError."""
+    marker = _started_program_writes(tmp_path, {**os.environ, "": "oops"})
+    assert marker.read_text() == "ran"
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="POSIX only")
+def test_without_a_descriptor_listing_the_helper_still_holds_no_inherited_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox without /proc: the descriptors to close are unknown, so subprocess starts it."""
+    from luxonis_telemetry import _exit
+
+    real_listdir = os.listdir
+
+    def no_fd_listing(path: object = ".") -> list[str]:
+        if path in ("/proc/self/fd", "/dev/fd"):
+            raise FileNotFoundError(2, "no such folder", path)
+        return real_listdir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "listdir", no_fd_listing)
+    monkeypatch.delattr(os, "POSIX_SPAWN_CLOSEFROM", raising=False)
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        pid = _exit._start_detached(
+            [sys.executable, "-I", "-c", "import time; time.sleep(5)"], dict(os.environ)
+        )
+        os.close(write_end)
+        write_end = -1
+        ready, _, _ = select.select([read_end], [], [], 2.0)
+        assert ready and os.read(read_end, 1) == b""  # nobody else holds the write end
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # while the program still runs
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_a_relative_interpreter_path_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """posix_spawn does not search PATH: ``python3`` would run ``./python3`` of the host's folder."""
+    from luxonis_telemetry._exit import helper_interpreter
+
+    assert helper_interpreter() == sys.executable
+    monkeypatch.setattr(sys, "executable", "python3")
+    assert helper_interpreter() is None
+
+
 # -- no Python interpreter to run a helper with (8.5) -------------------------------------
 
 NO_INTERPRETER = """

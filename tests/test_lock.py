@@ -119,24 +119,6 @@ def test_a_vanished_lock_file_is_detected(tmp_path: Path) -> None:
     other.close()
 
 
-def test_unverified_acquire_leaves_the_deletion_check_to_the_caller(tmp_path: Path) -> None:
-    """The spool's append skips the check (its own fstat of the active file shows a
-    deleted folder) and asks :meth:`deleted` only then."""
-    path = tmp_path / "lock"
-    lock = ProcessLock(str(path))
-    assert lock.acquire(0, verify=False)
-    assert not lock.deleted()
-    lock.release()
-    path.unlink()
-    assert lock.acquire(0, verify=False)
-    assert lock.deleted()
-    lock.release()
-    with pytest.raises(FileNotFoundError):
-        lock.acquire(0)
-    assert not lock.deleted()  # closed: nothing left to be deleted
-    lock.close()
-
-
 def test_missing_folder_is_reported_not_created(tmp_path: Path) -> None:
     lock = ProcessLock(str(tmp_path / "gone" / "lock"))
     with pytest.raises(FileNotFoundError):

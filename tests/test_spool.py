@@ -167,6 +167,24 @@ def test_another_writer_notices_the_seal(tmp_path: Path) -> None:
     assert (tmp_path / "spool" / "active.lib.jsonl").exists()
 
 
+def test_a_deleted_lock_file_is_noticed_while_the_active_file_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ``lock`` removed (an age-based cleaner, an interrupted ``rm -rf``): a writer
+    must not keep locking the deleted file while others lock the new one."""
+    import luxonis_telemetry.spool as spool_module
+
+    monkeypatch.setattr(spool_module, "LOCK_TIMEOUT", 0.2)
+    writer = Spool(str(tmp_path / "spool"))
+    writer.append("lib", line(1))  # its active file and lock are open now
+    (tmp_path / "spool" / "lock").unlink()
+    other = Spool(str(tmp_path / "spool"))  # another process, on the recreated lock
+    with other.locked(), pytest.raises(LockTimeout):
+        writer.append("lib", line(2))
+    writer.append("lib", line(3))
+    assert events(writer) == ["e1", "e3"]
+
+
 def test_commit_records_progress_and_acknowledged_ranges(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path / "spool"))
     for n in range(5):
