@@ -128,18 +128,17 @@ class Router:
         key = flag_key or env_key
         source = "command line" if any(self._flags) else "environment"
         geoip = True
-        if recorded is not None:
-            backend = backend or recorded.backend
-            endpoint = endpoint or recorded.endpoint
-            key = key or recorded.api_key
-            geoip = recorded.disable_geoip is not False
-            source = source if (flag_key or env_key) else "recorded here"
-        elif published is not None:
-            backend = backend or published.backend
-            endpoint = endpoint or published.endpoint
-            key = key or published.api_key
-            geoip = published.disable_geoip is not False
-            source = source if (flag_key or env_key) else "published by the library"
+        stored, stored_source = (
+            (recorded, "recorded here")
+            if recorded is not None
+            else (published, "published by the library")
+        )
+        if stored is not None:
+            backend = backend or stored.backend
+            endpoint = endpoint or stored.endpoint
+            key = key or stored.api_key
+            geoip = stored.disable_geoip is not False
+            source = source if (flag_key or env_key) else stored_source
         elif not (flag_key or env_key):
             source = "default"
         backend = backend or "posthog"

@@ -321,20 +321,28 @@ class _TyperScope:
         return _join(self.parent.path(), solve_typer_info_defaults(self.mount).name or "")
 
 
-class _TyperCommands(list["Any"]):
-    """``Typer.registered_commands`` that wraps each command as it is registered.
+class _Registering(list["Any"]):
+    """A Typer registry (``registered_commands``, ``registered_groups``) that hands each
+    entry to ``on_register`` as it is added.
 
-    ``Typer.command`` appends here, so commands defined after
-    ``instrument_typer`` are covered whichever way they are registered.
+    ``Typer.command`` and ``add_typer`` append here, so commands and sub-apps
+    defined after ``instrument_typer`` are covered whichever way they are
+    registered.
     """
 
-    def __init__(self, scope: _TyperScope, commands: Iterable[Any]) -> None:
+    def __init__(
+        self,
+        scope: _TyperScope,
+        entries: Iterable[Any],
+        on_register: Callable[[_TyperScope, Any], None],
+    ) -> None:
         super().__init__()
         self.scope = scope
-        self.extend(commands)
+        self.on_register = on_register
+        self.extend(entries)
 
     def append(self, info: Any) -> None:
-        _wrap_typer_command(self.scope, info)
+        self.on_register(self.scope, info)
         super().append(info)
 
     def extend(self, infos: Iterable[Any]) -> None:
@@ -342,38 +350,17 @@ class _TyperCommands(list["Any"]):
             self.append(info)
 
     def insert(self, index: Any, info: Any) -> None:
-        _wrap_typer_command(self.scope, info)
-        super().insert(index, info)
-
-
-class _TyperGroups(list["Any"]):
-    """``Typer.registered_groups`` that instruments each sub-app as ``add_typer`` adds it."""
-
-    def __init__(self, scope: _TyperScope, groups: Iterable[Any]) -> None:
-        super().__init__()
-        self.scope = scope
-        self.extend(groups)
-
-    def append(self, info: Any) -> None:
-        _mount_typer_group(self.scope, info)
-        super().append(info)
-
-    def extend(self, infos: Iterable[Any]) -> None:
-        for info in infos:
-            self.append(info)
-
-    def insert(self, index: Any, info: Any) -> None:
-        _mount_typer_group(self.scope, info)
+        self.on_register(self.scope, info)
         super().insert(index, info)
 
 
 def _instrument_typer_app(app: Any, recorder: _Recorder) -> _TyperScope:
     commands = app.registered_commands
-    if isinstance(commands, _TyperCommands):
+    if isinstance(commands, _Registering):
         return commands.scope
     scope = _TyperScope(recorder)
-    app.registered_commands = _TyperCommands(scope, commands)
-    app.registered_groups = _TyperGroups(scope, app.registered_groups)
+    app.registered_commands = _Registering(scope, commands, _wrap_typer_command)
+    app.registered_groups = _Registering(scope, app.registered_groups, _mount_typer_group)
     return scope
 
 

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,6 +161,98 @@ def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def finishes(action: Callable[[], object], timeout: float = 20.0) -> object:
+    """Run ``action`` in a thread; its result or exception. Fails instead of hanging the suite."""
+    box: list[object] = []
+
+    def run() -> None:
+        try:
+            box.append(action())
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"blocked for more than {timeout} s"
+    return box[0]
+
+
+def race(folder: Path, call: str, processes: int = 6) -> list[str]:
+    """What ``print(<call>)`` printed in each of ``processes`` interpreters let go at once.
+
+    Each child signals it is ready, then spins until the go file appears, so
+    all of them run ``call`` as close together as the machine allows.
+    """
+    go = folder / "go"
+    code = (
+        "import os, time\n"
+        f"open(os.path.join({str(folder)!r}, 'ready.%d' % os.getpid()), 'w').close()\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.0005)\n"
+        f"{call}\n"
+    )
+    children = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+        for _ in range(processes)
+    ]
+    try:
+        assert wait_until(lambda: len(list(folder.glob("ready.*"))) == processes, 60)
+        go.write_text("go")
+        return [child.communicate(timeout=60)[0].strip() for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# Unsafe files planted where the library opens one (issues 8.3 and 8.12); ``victim``
+# is what a link points at.
+FOREIGN_RECORD = encode(
+    new_record(
+        "capture", event="planted", distinct_id="d", library="lib", properties={}, context={}
+    )
+)
+
+
+def plant_fifo(path: Path, _victim: Path) -> None:
+    os.mkfifo(path, 0o600)
+
+
+def plant_symlink(path: Path, victim: Path) -> None:
+    path.symlink_to(victim)
+
+
+def plant_hard_link(path: Path, victim: Path) -> None:
+    os.link(victim, path)
+
+
+def plant_folder(path: Path, _victim: Path) -> None:
+    path.mkdir()
+
+
+def plant_foreign(path: Path, _victim: Path) -> None:
+    """A readable, well-formed record owned by another user (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's file needs root")
+    path.write_bytes(FOREIGN_RECORD)
+    path.chmod(0o666)
+    os.chown(path, 12345, 12345)
+
+
+PLANTS = [plant_fifo, plant_symlink, plant_hard_link, plant_folder, plant_foreign]
 
 
 HOLD = (

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ from luxonis_telemetry._fs import (
 from tests.conftest import run_python
 
 OTHER_UID = 65534
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def give_away(path: Path, *, follow: bool = True) -> None:

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ import pytest
 from luxonis_telemetry import _state
 from luxonis_telemetry._install_id import load_install_id, read_install_id
 from luxonis_telemetry.config import install_id_path
-from tests.conftest import REPO, run_python, wait_until
+from tests.conftest import race, run_python
 
 OTHER_UID = 65534
 
@@ -119,28 +117,13 @@ def test_a_creator_that_finishes_publishing_while_we_look_is_read(
 
 
 def test_six_racing_processes_agree_on_one_id(id_path: Path, tmp_path: Path) -> None:
-    go = tmp_path / "go"
-    code = (
-        "import os, time\n"
-        "from luxonis_telemetry._install_id import load_install_id\n"
-        f"open(os.path.join({str(tmp_path)!r}, 'ready.%d' % os.getpid()), 'w').close()\n"
-        f"while not os.path.exists({str(go)!r}):\n"
-        "    time.sleep(0.0005)\n"
-        f"print(load_install_id({str(id_path)!r}))\n"
+    ids = set(
+        race(
+            tmp_path,
+            "from luxonis_telemetry._install_id import load_install_id; "
+            f"print(load_install_id({str(id_path)!r}))",
+        )
     )
-    children = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
-        for _ in range(6)
-    ]
-    try:
-        assert wait_until(lambda: len(list(tmp_path.glob("ready.*"))) == 6, 60)
-        go.write_text("go")
-        ids = {child.communicate(timeout=60)[0].strip() for child in children}
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
     assert len(ids) == 1
     (only,) = ids
     assert is_uuid4(only)

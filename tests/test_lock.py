@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,25 +14,9 @@ import pytest
 
 from luxonis_telemetry import _fs, _state
 from luxonis_telemetry._lock import LockTimeout, ProcessLock
+from tests.conftest import finishes
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX flock")
-
-
-def finishes(action: Callable[[], object], timeout: float = 10.0) -> object:
-    """Run ``action`` in a thread; fail (instead of hanging the suite) if it blocks."""
-    box: list[object] = []
-
-    def run() -> None:
-        try:
-            box.append(action())
-        except BaseException as exc:
-            box.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"blocked for more than {timeout} s"
-    return box[0]
 
 
 def test_exclusive_between_descriptors_and_reusable(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from luxonis_telemetry._quarantine import (
     iter_entries,
     quarantine_limit,
 )
+from tests.conftest import PLANTS
 
 
 def entry(n: int, pad: int = 0) -> dict[str, object]:
@@ -81,45 +81,16 @@ def test_overlong_lines_are_shown_cut(tmp_path: Path) -> None:
     assert json.loads(shown[1]) == {"n": 1}
 
 
-def victim(folder: Path) -> Path:
-    path = folder.parent / "victim.txt"
-    path.write_text("precious\n")
-    return path
-
-
-def plant_hard_link(path: Path) -> None:
-    os.link(victim(path.parent), path)
-
-
-def plant_symlink(path: Path) -> None:
-    path.symlink_to(victim(path.parent))
-
-
-def plant_fifo(path: Path) -> None:
-    os.mkfifo(path, 0o600)
-
-
-def plant_folder(path: Path) -> None:
-    path.mkdir()
-
-
-def plant_foreign(path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("planting another user's file needs root")
-    path.write_text('{"planted": true}\n')
-    os.chown(path, 12345, 12345)
-
-
-@pytest.mark.parametrize(
-    "plant", [plant_hard_link, plant_symlink, plant_fifo, plant_folder, plant_foreign]
-)
+@pytest.mark.parametrize("plant", PLANTS)
 def test_an_unsafe_quarantine_file_is_neither_written_nor_read(
-    tmp_path: Path, plant: Callable[[Path], None]
+    tmp_path: Path, plant: Callable[[Path, Path], None]
 ) -> None:
     """Issue 8.12: a hard-linked quarantine.jsonl would leak refused records to its other name."""
     folder = tmp_path / "spool"
     folder.mkdir()
-    plant(folder / QUARANTINE_FILE)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    plant(folder / QUARANTINE_FILE, victim)
     with pytest.raises(_fs.UnsafeFile):
         append_entries(str(folder), [entry(1)], 64 * 1024)
     assert list(iter_entries(str(folder))) == []

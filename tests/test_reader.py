@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from luxonis_telemetry._reader import (
     iter_records,
 )
 from luxonis_telemetry.record import encode, new_record
+from tests.conftest import PLANTS
 
 
 def line(n: int) -> bytes:
@@ -113,40 +113,13 @@ def test_decode_line() -> None:
     assert repr(decode_line(b"nope")) == "BadLine('not JSON', length=4)"
 
 
-def plant_fifo(path: Path) -> None:
-    os.mkfifo(path, 0o600)
-
-
-def plant_symlink(path: Path) -> None:
-    victim = path.parent / "victim.jsonl"
-    victim.write_bytes(line(99))
-    path.symlink_to(victim)
-
-
-def plant_hard_link(path: Path) -> None:
-    victim = path.parent / "victim.jsonl"
-    victim.write_bytes(line(99))
-    os.link(victim, path)
-
-
-def plant_folder(path: Path) -> None:
-    path.mkdir()
-
-
-def plant_foreign(path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("planting another user's file needs root")
-    path.write_bytes(line(99))
-    os.chown(path, 12345, 12345)
-
-
-@pytest.mark.parametrize(
-    "plant", [plant_fifo, plant_symlink, plant_hard_link, plant_folder, plant_foreign]
-)
-def test_unsafe_files_are_never_read(tmp_path: Path, plant: Callable[[Path], None]) -> None:
+@pytest.mark.parametrize("plant", PLANTS)
+def test_unsafe_files_are_never_read(tmp_path: Path, plant: Callable[[Path, Path], None]) -> None:
     """Issue 8.3/8.12: a FIFO would hang; a link or another user's file is not ours to read."""
     path = tmp_path / "seg.jsonl"
-    plant(path)
+    victim = tmp_path / "victim.jsonl"
+    victim.write_bytes(line(99))
+    plant(path, victim)
     assert list(iter_records(str(path))) == []
     assert count_lines(str(path)) == 0
     assert str(path) in _state.state.unsafe_files

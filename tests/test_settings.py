@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,12 @@ from luxonis_telemetry._settings import (
     write_mode,
 )
 from luxonis_telemetry.config import TelemetryConfig, decide_mode
-from tests.conftest import REPO, run_python, wait_until
+from tests.conftest import race, run_python, wait_until
 
 
 @pytest.fixture
 def folder(home: Path) -> Path:
     return home / ".config" / "luxonis-telemetry"
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def put(folder: Path, content: bytes | str) -> Path:
@@ -296,28 +286,11 @@ def test_no_way_to_remember_means_no_notice(tmp_path: Path) -> None:
 def test_claim_notice_is_true_for_exactly_one_of_six_racing_processes(
     folder: Path, tmp_path: Path
 ) -> None:
-    go = tmp_path / "go"
-    code = (
-        "import os, sys, time\n"
-        "from luxonis_telemetry._settings import claim_notice\n"
-        f"open(os.path.join({str(tmp_path)!r}, 'ready.%d' % os.getpid()), 'w').close()\n"
-        f"while not os.path.exists({str(go)!r}):\n"
-        "    time.sleep(0.001)\n"
-        f"print(claim_notice({str(folder)!r}))\n"
+    outputs = race(
+        tmp_path,
+        "from luxonis_telemetry._settings import claim_notice; "
+        f"print(claim_notice({str(folder)!r}))",
     )
-    children = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
-        for _ in range(6)
-    ]
-    try:
-        assert wait_until(lambda: len(list(tmp_path.glob("ready.*"))) == 6, 60)
-        go.write_text("go")
-        outputs = [child.communicate(timeout=60)[0].strip() for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
     assert sorted(outputs) == ["False"] * 5 + ["True"]
     assert claim_notice(str(folder)) is False
 

@@ -24,6 +24,7 @@ from luxonis_telemetry._quarantine import QUARANTINE_FILE, quarantine_limit
 from luxonis_telemetry._reader import BadLine
 from luxonis_telemetry.record import encode, new_record
 from luxonis_telemetry.spool import Reentered, Spool, SpoolError, TurnedOff, library_key
+from tests.conftest import PLANTS, finishes
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX spool semantics")
 
@@ -391,49 +392,7 @@ def test_a_forked_child_counts_only_its_own_drops(tmp_path: Path) -> None:
 # -- unsafe files (issues 8.3 and 8.12) -----------------------------------------------
 
 
-def plant_fifo(path: Path, _victim: Path) -> None:
-    os.mkfifo(path, 0o600)
-
-
-def plant_symlink(path: Path, victim: Path) -> None:
-    path.symlink_to(victim)
-
-
-def plant_hard_link(path: Path, victim: Path) -> None:
-    os.link(victim, path)
-
-
-def plant_folder(path: Path, _victim: Path) -> None:
-    path.mkdir()
-
-
-def plant_foreign(path: Path, _victim: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("planting another user's file needs root")
-    path.write_bytes(line(666))
-    path.chmod(0o666)
-    os.chown(path, 12345, 12345)
-
-
 PRECIOUS = b'{"planted": "precious"}\n'
-PLANTS = [plant_fifo, plant_symlink, plant_hard_link, plant_folder, plant_foreign]
-
-
-def finishes(action: Callable[[], object], timeout: float = 20.0) -> object:
-    """Run ``action`` in a thread; fail instead of hanging the suite if it blocks."""
-    box: list[object] = []
-
-    def run() -> None:
-        try:
-            box.append(action())
-        except BaseException as exc:
-            box.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"blocked for more than {timeout} s"
-    return box[0]
 
 
 @pytest.fixture
