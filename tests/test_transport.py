@@ -11,16 +11,13 @@ import base64
 import contextlib
 import gzip
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
 import pytest
@@ -34,7 +31,7 @@ from luxonis_telemetry.backends._transport import (
     RedirectRefused,
     ResponseTooLarge,
 )
-from tests.conftest import wait_until
+from tests.conftest import Pki, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -759,63 +756,6 @@ def test_threads_share_the_adapter_without_crossing_answers(serve: Callable[...,
 
 
 # ---------------------------------------------------------------- TLS
-
-
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-    def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.server_cert, self.server_key)
-        if require_client_cert:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(self.ca)
-        return context
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command line is not installed")
-    folder = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True, timeout=60)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=luxonis-telemetry test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    for name, usage, alt in (
-        ("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
-        ("client", "clientAuth", "DNS:client"),
-    ):
-        (folder / f"{name}.ext").write_text(
-            f"subjectAltName={alt}\nbasicConstraints=critical,CA:FALSE\n"
-            f"keyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
-            "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
-        )
-        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        run(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext",
-        )  # fmt: skip
-    return Pki(
-        folder / "ca.pem",
-        folder / "server.pem",
-        folder / "server.key",
-        folder / "client.pem",
-        folder / "client.key",
-    )
 
 
 def test_https_with_our_ca(serve: Callable[..., Server], pki: Pki) -> None:

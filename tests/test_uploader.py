@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -32,7 +31,7 @@ from luxonis_telemetry.record import encode, new_record
 from luxonis_telemetry.spool import Spool
 from luxonis_telemetry.testing import Action, FakePostHog
 from luxonis_telemetry.uploader import UploadResult, open_spool, upload
-from tests.conftest import free_port, spool_records, wait_until
+from tests.conftest import Pki, free_port, spool_records, wait_until
 
 KEY = "phc_test_key_123"
 
@@ -514,35 +513,6 @@ def relays() -> Iterator[Callable[[Callable[[socket.socket, Relay], None]], Rela
         relay.close()
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for 127.0.0.1 it signed: (ca, cert, key)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command line is not installed")
-    folder = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True, timeout=60)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=upload test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    (folder / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-    )
-    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    run(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
-    )  # fmt: skip
-    return folder / "ca.pem", folder / "server.pem", folder / "server.key"
-
-
 @pytest.fixture
 def no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
@@ -567,16 +537,13 @@ def test_http_proxy_carries_the_upload(
 def test_https_proxy_tunnels_the_upload_and_no_proxy_bypasses_it(
     server: FakePostHog,
     relays: Callable[..., Relay],
-    pki: tuple[Path, Path, Path],
+    pki: Pki,
     monkeypatch: pytest.MonkeyPatch,
     bypass: bool,
 ) -> None:
-    ca, cert, key = pki
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    front = relays(tls_front(context, int(server.url.rsplit(":", 1)[1])))
+    front = relays(tls_front(pki.server_context(), int(server.url.rsplit(":", 1)[1])))
     proxy = relays(forwarding_proxy())
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
     if bypass:
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
